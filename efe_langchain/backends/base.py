@@ -42,6 +42,10 @@ CAPABILITIES = {
     "faces": "faces(image) -> list[dict(box=[x0,y0,x1,y1], score=float)]",
     "person_mask": "person_mask(image) -> np.ndarray bool HxW",
     "quality": "quality(image) -> dict of named scores",
+    # Added by the tool layer: box-prompted masks (SAM, grabCut) let "segment the given object"
+    # compose any detector with any box segmenter; foreground masks back background removal.
+    "segment_box": "segment_box(image, box=[x0,y0,x1,y1]) -> np.ndarray bool HxW",
+    "foreground_mask": "foreground_mask(image) -> np.ndarray bool HxW (the main subject)",
 }
 
 
