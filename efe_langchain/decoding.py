@@ -1,0 +1,368 @@
+"""Fast, schema-constrained ReAct decoding for a local causal LM.
+
+One ReAct step is mostly fixed text (``Thought: Do I need to use a tool?``, ``\\nAction:``,
+``\\nAction Input:``) or a choice among known candidates (the listed tool names, the image paths of
+the conversation). So instead of decoding it token by token we
+
+* keep the KV cache of the last sequence and reuse its longest common token prefix with the next
+  one (the GPT4Tools prompt is identical up to the conversation history, and a step's prompt
+  extends the previous step's);
+* feed fixed text in one forward pass;
+* score all candidates of a choice in ONE forward pass over the cached prefix: the candidates are
+  packed into a single row with a tree attention mask (each candidate sees the prefix and its own
+  earlier tokens), so the prefix's keys and values are never copied per candidate;
+* pick the candidate by the sum of its token log-probabilities (no string matching afterwards);
+* decode only free text (text arguments, the final answer) token by token.
+
+Fixed text is cut where the tokenizer would cut it anyway: we force ``"\\nAction:"`` and let the
+candidate carry the space (``" Edge Detection On Image"``), because byte-level BPE models rarely
+see a lone space token and would be pushed off their training distribution by ``"Action: "``.
+The resulting text is byte for byte what the GPT4Tools protocol writes.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import torch
+
+from efe_langchain.react import STOP_SEQUENCES, THOUGHT_PREFIX, extract_image_paths
+
+__all__ = ["ToolChoice", "ReActDecoder", "FINAL_ANSWER_STOPS"]
+
+# A final answer ends where the model starts a new protocol line or imagines the next turn.
+FINAL_ANSWER_STOPS = tuple(STOP_SEQUENCES) + ("\nThought:", "\nAction:")
+_NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """A tool as constrained decoding needs it: its prompt name and argument schema."""
+
+    name: str  # the name listed in the prompt (the GPT4Tools name)
+    n_args: int = 1
+    takes_image: bool = True
+
+    @classmethod
+    def from_tool(cls, tool) -> "ToolChoice":
+        """From a ToolSpec, one of our tools (``gpt4tools_name``), or a ToolChoice."""
+        if isinstance(tool, ToolChoice):
+            return tool
+        name = getattr(tool, "gpt4tools_name", None) or getattr(tool, "name")
+        takes_image = getattr(tool, "takes_image", None)
+        if takes_image is None:
+            takes_image = "image_path" in getattr(tool, "description", "")
+        return cls(name=name, n_args=int(getattr(tool, "n_args", 1) or 1), takes_image=bool(takes_image))
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    # Compare in big slices first: sequences are hundreds of tokens and usually share most.
+    lo = 0
+    step = 64
+    while lo + step <= n and a[lo : lo + step] == b[lo : lo + step]:
+        lo += step
+    while lo < n and a[lo] == b[lo]:
+        lo += 1
+    return lo
+
+
+class ReActDecoder:
+    """Holds a model, its tokenizer and one prefix KV cache; decodes ReAct steps.
+
+    Thread-safe (one lock): the cache is shared state. ``use_cache=False`` recomputes everything on
+    every call; it exists as the reference the cached path must agree with.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        use_cache: bool = True,
+        max_text_arg_tokens: int = 32,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.use_cache = use_cache
+        self.max_text_arg_tokens = max_text_arg_tokens
+        self.lock = threading.RLock()
+        self._ids: list[int] = []
+        self._cache = None
+        self._logp: torch.Tensor | None = None
+        self._piece_cache: dict[str, list[int]] = {}
+        self._first_ban: dict[tuple[str, ...], torch.Tensor] = {}
+        self.stats = {"forwards": 0, "tokens_computed": 0, "tokens_reused": 0}
+        eos = set()
+        for src in (getattr(tokenizer, "eos_token_id", None), getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+            if isinstance(src, int):
+                eos.add(src)
+            elif src:
+                eos.update(int(x) for x in src)
+        self.eos_ids = eos
+
+    # ---------------------------------------------------------------- tokens
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """The prompt as ``generate`` would see it (with the tokenizer's BOS where it adds one)."""
+        return list(self.tokenizer(text, add_special_tokens=True).input_ids)
+
+    def encode_piece(self, text: str) -> list[int]:
+        """Tokens of ``text`` appended mid-sequence (no BOS, no sentencepiece dummy space)."""
+        ids = self._piece_cache.get(text)
+        if ids is None:
+            ids = list(self.tokenizer(text, add_special_tokens=False).input_ids)
+            if self.tokenizer.decode(ids) != text:
+                # Sentencepiece tokenizers prepend a space to each separately encoded string;
+                # encoding after an anchor and dropping the anchor's tokens avoids it.
+                anchor = list(self.tokenizer("x", add_special_tokens=False).input_ids)
+                both = list(self.tokenizer("x" + text, add_special_tokens=False).input_ids)
+                if both[: len(anchor)] == anchor:
+                    ids = both[len(anchor) :]
+            self._piece_cache[text] = ids
+        return list(ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    # ---------------------------------------------------------------- cache
+    def reset(self) -> None:
+        """Drop the cached prefix (frees its memory)."""
+        with self.lock:
+            self._ids, self._cache, self._logp = [], None, None
+
+    @property
+    def cached_tokens(self) -> int:
+        return len(self._ids)
+
+    def _crop(self, length: int) -> None:
+        have = self._cache.get_seq_length()
+        if have > length:
+            self._cache.crop(length - have)  # transformers 5: a negative count of tokens to drop
+
+    @torch.inference_mode()
+    def advance(self, ids: Sequence[int]) -> torch.Tensor:
+        """Log-probabilities of the token after ``ids``; computes only what the cache lacks."""
+        ids = list(ids)
+        if not ids:
+            raise ValueError("cannot decode after an empty sequence")
+        keep = _common_prefix(self._ids, ids) if (self.use_cache and self._cache is not None) else 0
+        if keep == len(ids) == len(self._ids) and self._logp is not None:
+            self.stats["tokens_reused"] += keep
+            return self._logp
+        keep = min(keep, len(ids) - 1)  # at least one token goes through to give logits
+        if keep == 0:
+            self._cache = None
+        else:
+            self._crop(keep)
+        new = ids[keep:]
+        out = self.model(
+            input_ids=torch.tensor([new], device=self.device),
+            past_key_values=self._cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        self._cache = out.past_key_values
+        self._ids = ids
+        self._logp = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        self.stats["forwards"] += 1
+        self.stats["tokens_computed"] += len(new)
+        self.stats["tokens_reused"] += keep
+        return self._logp
+
+    @torch.inference_mode()
+    def score(self, prefix: Sequence[int], candidates: Sequence[Sequence[int]]) -> list[float]:
+        """Sum of token log-probs of each candidate after ``prefix``, all in one forward pass."""
+        if not candidates:
+            return []
+        if any(len(c) == 0 for c in candidates):
+            raise ValueError("empty candidate")
+        logp0 = self.advance(prefix)
+        scores = [float(logp0[c[0]]) for c in candidates]
+        # Each candidate's last token needs no forward: only the tokens before it predict.
+        fed = [list(c[:-1]) for c in candidates]
+        total = sum(len(f) for f in fed)
+        if total == 0:
+            return scores
+        plen = len(self._ids)
+        dtype = self.model.dtype if self.model.dtype.is_floating_point else torch.float32
+        mask = torch.full((total, plen + total), torch.finfo(dtype).min, dtype=dtype)
+        mask[:, :plen] = 0
+        flat: list[int] = []
+        pos: list[int] = []
+        spans: list[tuple[int, int]] = []
+        for f in fed:
+            start = len(flat)
+            flat.extend(f)
+            pos.extend(range(plen, plen + len(f)))
+            n = len(f)
+            if n:
+                block = torch.ones(n, n, dtype=torch.bool).tril()
+                mask[start : start + n, plen + start : plen + start + n].masked_fill_(block, 0)
+            spans.append((start, n))
+        out = self.model(
+            input_ids=torch.tensor([flat], device=self.device),
+            position_ids=torch.tensor([pos], device=self.device),
+            attention_mask=mask[None, None].to(self.device),
+            past_key_values=self._cache,
+            use_cache=True,
+        )
+        self._cache = out.past_key_values
+        self._crop(plen)  # the candidates' keys must not leak into the next sequence
+        self.stats["forwards"] += 1
+        self.stats["tokens_computed"] += total
+        logp = torch.log_softmax(out.logits[0].float(), dim=-1)
+        for i, (c, (start, n)) in enumerate(zip(candidates, spans)):
+            if n:
+                rows = torch.arange(start, start + n)
+                targets = torch.tensor(list(c[1:]))
+                scores[i] += float(logp[rows, targets].sum())
+        return scores
+
+    def choose(self, prefix: Sequence[int], options: Sequence[str]) -> tuple[int, list[int]]:
+        """Index and tokens of the most likely text among ``options`` after ``prefix``."""
+        cands = [self.encode_piece(o) for o in options]
+        scores = self.score(prefix, cands)
+        best = max(range(len(options)), key=scores.__getitem__)
+        return best, cands[best]
+
+    # ---------------------------------------------------------------- free text
+    def _ban_mask(self, banned_substrings: tuple[str, ...], size: int) -> torch.Tensor:
+        """Tokens that may not START a text argument (they would end it empty)."""
+        key = banned_substrings + (str(size),)
+        mask = self._first_ban.get(key)
+        if mask is None:
+            n = min(size, len(self.tokenizer))
+            texts = self.tokenizer.batch_decode([[i] for i in range(n)])
+            mask = torch.ones(size, dtype=torch.bool)
+            for i, t in enumerate(texts):
+                mask[i] = (not t.strip()) or any(s in t for s in banned_substrings)
+            for e in self.eos_ids:
+                if e < size:
+                    mask[e] = True
+            self._first_ban[key] = mask
+        return mask
+
+    def iter_free(
+        self,
+        ids: list[int],
+        *,
+        stop: Sequence[str] = (),
+        max_new_tokens: int = 128,
+        ban_first: tuple[str, ...] | None = None,
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[str]:
+        """Decode after ``ids`` token by token, yielding text as soon as it cannot be a stop string.
+
+        Stops at EOS, at ``max_new_tokens`` or at the first stop string (which is never yielded).
+        ``ids`` is extended in place with the generated tokens (the caller continues from there).
+        """
+        gen: list[int] = []
+        emitted = 0
+        text = ""
+        for i in range(max_new_tokens):
+            logp = self.advance(ids)
+            if i == 0 and ban_first is not None:
+                logp = logp.masked_fill(self._ban_mask(ban_first, logp.shape[-1]).to(logp.device), _NEG_INF)
+            if temperature and temperature > 0:
+                probs = torch.softmax(logp / temperature, dim=-1)
+                tok = int(torch.multinomial(probs, 1, generator=generator))
+            else:
+                tok = int(torch.argmax(logp))
+            if tok in self.eos_ids:
+                break
+            gen.append(tok)
+            ids.append(tok)
+            text = self.decode(gen)
+            cut = min((j for j in (text.find(s) for s in stop if s) if j != -1), default=-1)
+            if cut != -1:
+                text = text[:cut]
+                break
+            # Hold back a tail that may still become a stop string, or a half-decoded character.
+            safe = len(text)
+            for s in stop:
+                for k in range(min(len(s) - 1, len(text)), 0, -1):
+                    if text.endswith(s[:k]):
+                        safe = min(safe, len(text) - k)
+                        break
+            if text.endswith("\ufffd"):
+                safe = min(safe, len(text) - 1)
+            if safe > emitted:
+                yield text[emitted:safe]
+                emitted = safe
+        if len(text) > emitted:
+            yield text[emitted:]
+
+    def complete(self, prompt: str, *, stop: Sequence[str] = (), max_new_tokens: int = 128, **kw) -> str:
+        """Free (unconstrained) greedy completion of ``prompt`` with the prefix cache."""
+        with self.lock:
+            return "".join(self.iter_free(self.encode_prompt(prompt), stop=stop, max_new_tokens=max_new_tokens, **kw))
+
+    def stream(self, prompt: str, *, stop: Sequence[str] = (), max_new_tokens: int = 128, **kw) -> Iterator[str]:
+        with self.lock:
+            yield from self.iter_free(self.encode_prompt(prompt), stop=stop, max_new_tokens=max_new_tokens, **kw)
+
+    # ---------------------------------------------------------------- one ReAct step
+    def step(
+        self,
+        prompt: str,
+        tools: Sequence[ToolChoice],
+        image_paths: Sequence[str] | None = None,
+        constrained: bool = True,
+        max_new_tokens: int = 128,
+    ) -> str:
+        """One ReAct step as text (never containing ``Observation:``).
+
+        ``image_paths``: the images a tool may receive; None reads them from the prompt.
+        """
+        with self.lock:
+            if not constrained:
+                text = "".join(self.iter_free(self.encode_prompt(prompt), stop=STOP_SEQUENCES, max_new_tokens=max_new_tokens))
+                return text.rstrip()
+            return self._constrained_step(prompt, [ToolChoice.from_tool(t) for t in tools], image_paths, max_new_tokens)
+
+    def _constrained_step(self, prompt, tools: list[ToolChoice], image_paths, max_new_tokens: int) -> str:
+        if image_paths is None:
+            image_paths = extract_image_paths(prompt)
+        image_paths = list(dict.fromkeys(p for p in image_paths if p))
+        ids = self.encode_prompt(prompt) + self.encode_piece(THOUGHT_PREFIX)
+        use_tool = False
+        if tools:
+            which, toks = self.choose(ids, [" Yes", " No"])
+            use_tool = which == 0
+        if not use_tool:
+            ids += self.encode_piece(" No") + self.encode_piece("\nAI:")
+            answer = "".join(self.iter_free(ids, stop=FINAL_ANSWER_STOPS, max_new_tokens=max_new_tokens, ban_first=("\n",)))
+            return f"{THOUGHT_PREFIX} No\nAI: {answer.strip()}"
+
+        ids += toks + self.encode_piece("\nAction:")
+        which, toks = self.choose(ids, [f" {t.name}\n" for t in tools])
+        tool = tools[which]
+        ids += toks + self.encode_piece("Action Input:")
+        n_args = max(1, tool.n_args)
+        args: list[str] = []
+        if tool.takes_image and image_paths:
+            end = "\n" if n_args == 1 else ","
+            which, toks = self.choose(ids, [f" {p}{end}" for p in image_paths])
+            args.append(image_paths[which])
+            ids += toks
+        while len(args) < n_args:
+            last = len(args) == n_args - 1
+            # A text argument may hold commas only when it is the last one (split_args keeps them).
+            stops = ("\n",) + (() if last else (",",)) + tuple(STOP_SEQUENCES)
+            banned = ("\n",) if last else ("\n", ",")
+            start = len(ids)
+            value = "".join(
+                self.iter_free(ids, stop=stops, max_new_tokens=self.max_text_arg_tokens, ban_first=banned)
+            ).strip()
+            args.append(value)
+            if not last:
+                # Continue from the text as written (the stop may have cut inside a token).
+                ids[start:] = self.encode_piece(f" {value},")
+        return f"{THOUGHT_PREFIX} Yes\nAction: {tool.name}\nAction Input: {', '.join(args)}"
