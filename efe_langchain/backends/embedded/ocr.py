@@ -1,0 +1,98 @@
+"""Text reading with RapidOCR and the PP-OCR ONNX models packaged inside the ``rapidocr`` wheel.
+
+rapidocr 3.x downloads a model whenever its config names none, so every model path is set to
+the packaged file: PP-OCRv6 small detection and recognition (multilingual: Latin scripts,
+Chinese, Japanese, ...) and the PP-OCR mobile text-direction classifier. They run on
+onnxruntime, which rapidocr does not install itself.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from efe_langchain.backends.base import Backend
+
+__all__ = ["RapidOCRBackend", "RAPIDOCR_MODELS"]
+
+RAPIDOCR_DIST = "rapidocr"
+# config section -> file inside the wheel
+RAPIDOCR_MODELS = {
+    "Det": "rapidocr/models/PP-OCRv6_det_small.onnx",
+    "Cls": "rapidocr/models/ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+    "Rec": "rapidocr/models/PP-OCRv6_rec_small.onnx",
+}
+
+
+class RapidOCRBackend(Backend):
+    """Reads printed text: lines with their boxes and recognition scores."""
+
+    name = "rapidocr"
+    kind = "embedded"
+    label = (
+        "RapidOCR with the PP-OCRv6 small models packaged in the rapidocr wheel (onnxruntime): "
+        "printed text lines in Latin and CJK scripts, with boxes; not handwriting"
+    )
+    capabilities = ("ocr",)
+    requires = ("rapidocr", "onnxruntime")
+    install_hint = "pip install 'rapidocr>=3,<4' onnxruntime==1.31.1"
+
+    def __init__(self, device: str = "cpu", **options) -> None:
+        super().__init__(device, **options)
+        self._run_lock = threading.Lock()
+        #: lines whose recognition score is below this are dropped
+        self.min_score = float(options.get("min_score", 0.5))
+
+    @staticmethod
+    def model_paths() -> dict[str, str]:
+        from efe_langchain.embedded import find_distribution_file
+
+        return {section: str(find_distribution_file(RAPIDOCR_DIST, rel)) for section, rel in RAPIDOCR_MODELS.items()}
+
+    def missing(self) -> list[str]:
+        from efe_langchain.embedded import EmbeddedWeightsMissing, find_distribution_file
+
+        missing = super().missing()
+        if "rapidocr" in missing:
+            return missing
+        for rel in RAPIDOCR_MODELS.values():
+            try:
+                find_distribution_file(RAPIDOCR_DIST, rel)
+            except EmbeddedWeightsMissing as exc:
+                missing.append(str(exc))
+        return missing
+
+    def _load(self) -> None:
+        from rapidocr import RapidOCR
+
+        params = {"Global.log_level": "error", "Global.text_score": self.min_score}
+        for section, path in self.model_paths().items():
+            params[f"{section}.model_path"] = path
+        self._engine = RapidOCR(params=params)
+
+    def ocr(self, image) -> list[dict]:
+        """Text lines in rapidocr's reading order (top to bottom, left to right): ``text``, axis-aligned ``box`` [x0, y0, x1, y1] (pixels),
+        ``score`` (recognition confidence) and the detected quadrilateral as ``polygon``."""
+        self.load()
+        # rapidocr takes OpenCV's BGR order for arrays.
+        bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8)[:, :, ::-1])
+        with self._run_lock:
+            result = self._engine(bgr)
+        if result.boxes is None or result.txts is None:
+            return []
+        width, height = image.size
+        lines = []
+        for quad, text, score in zip(result.boxes, result.txts, result.scores):
+            text = str(text).strip()
+            if not text or float(score) < self.min_score:
+                continue
+            quad = np.asarray(quad, dtype=np.float32)
+            box = [
+                max(0, int(np.floor(quad[:, 0].min()))),
+                max(0, int(np.floor(quad[:, 1].min()))),
+                min(width, int(np.ceil(quad[:, 0].max()))),
+                min(height, int(np.ceil(quad[:, 1].max()))),
+            ]
+            lines.append({"text": text, "box": box, "score": float(score), "polygon": quad.round(1).tolist()})
+        return lines
