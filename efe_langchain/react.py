@@ -186,15 +186,23 @@ def cut_hallucinated_observation(text: str) -> str:
     return text[:cut]
 
 
-_QUOTES = "\"'`[]<>*"
+_PAIRS = {'"': '"', "'": "'", "`": "`", "[": "]", "<": ">", "*": "*", "(": ")"}
+_IMAGE_FULL_STOP_RE = re.compile(r"(\.(?:png|jpg|jpeg|webp|bmp))\.+$", re.I)
+
+
+def _unquote(value: str) -> str:
+    """Strip whitespace and quote/bracket pairs that wrap the whole value (only matched pairs,
+    so ``image/a.png, "a red car"`` keeps its closing quote)."""
+    value = value.strip()
+    while len(value) >= 2 and _PAIRS.get(value[0]) == value[-1]:
+        value = value[1:-1].strip()
+    return value
 
 
 def _clean(value: str) -> str:
-    value = value.strip()
-    # A trailing full stop is a writing habit, not part of a tool name or a file name.
-    while value and (value[0] in _QUOTES or value[-1] in _QUOTES):
-        value = value.strip(_QUOTES).strip()
-    return value
+    value = _unquote(value)
+    # "image/a.png." : a sentence's full stop, not part of the file name.
+    return _IMAGE_FULL_STOP_RE.sub(r"\1", value)
 
 
 def match_tool_name(name: str, tool_names: Sequence[str], cutoff: float = 0.75) -> str | None:
@@ -222,6 +230,10 @@ def parse(text: str, tool_names: Sequence[str] | None = None) -> ParseResult:
     ``tool_names`` (the listed tools) turns a near-miss name into the right one and an unknown
     name into a failure the model is told about.
     """
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", errors="replace")
+    if not isinstance(text, str):
+        return ParseFailure(f"expected text, got {type(text).__name__}", "")
     log = cut_hallucinated_observation(text).rstrip()
     body = log.strip()
     action = _ACTION_RE.search(body)
@@ -230,7 +242,8 @@ def parse(text: str, tool_names: Sequence[str] | None = None) -> ParseResult:
     said_no = bool(thought and thought.group(1) and thought.group(1).lower() == "no")
 
     if final and (not action or final.start() < action.start() or said_no):
-        answer = final.group(1).strip()
+        # A second "Thought:" after the answer is the model starting an imagined next step.
+        answer = re.split(r"\n\s*Thought\s*:", final.group(1), maxsplit=1)[0].strip()
         return FinalAnswer(answer, log) if answer else ParseFailure("the answer after 'AI:' is empty", log)
     if action:
         raw_name = action.group(1).strip()
@@ -261,8 +274,7 @@ def split_args(tool_input: str, n_args: int) -> list[str]:
     """GPT4Tools' comma convention: the first ``n_args - 1`` parts, then the rest (commas kept)."""
     if n_args <= 1:
         return [tool_input.strip()]
-    parts = [p.strip() for p in tool_input.split(",", n_args - 1)]
-    return parts
+    return [_unquote(p) for p in tool_input.split(",", n_args - 1)]
 
 
 def extract_image_paths(text: str) -> list[str]:
