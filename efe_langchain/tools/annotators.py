@@ -1,0 +1,86 @@
+"""Image -> condition map tools (edges, lines, HED, scribble, pose, depth, normals): GPT4Tools'
+annotators, whose outputs feed the ControlNet generation tools."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from efe_langchain.tools.base import EFETool, ImageInput
+
+__all__ = [
+    "AnnotatorTool",
+    "Image2Canny",
+    "Image2Line",
+    "Image2Hed",
+    "Image2Scribble",
+    "Image2Pose",
+    "Image2Depth",
+    "Image2Normal",
+]
+
+
+class AnnotatorTool(EFETool):
+    """One capability, image in, condition image out, saved under GPT4Tools' tag."""
+
+    capability: ClassVar[str] = ""
+    args_schema: type[BaseModel] = ImageInput
+
+    def _execute(self, image_path: str) -> tuple[str, dict]:
+        image = self.open(image_path)
+        out = getattr(self.backend(self.capability), self.capability)(image)
+        if out.size != image.size:
+            # Annotators may work at their own resolution; outputs line up with the input.
+            out = out.resize(image.size)
+        rel, artifact = self.save(out, image_path)
+        return rel, artifact
+
+
+class Image2Canny(AnnotatorTool):
+    title: ClassVar[str] = "Edge Detection On Image"
+    capability: ClassVar[str] = "edges"
+    plans: ClassVar = (("edges",),)
+    output_tag: ClassVar[str] = "edge"
+
+
+class Image2Line(AnnotatorTool):
+    title: ClassVar[str] = "Line Detection On Image"
+    capability: ClassVar[str] = "lines"
+    plans: ClassVar = (("lines",),)
+    output_tag: ClassVar[str] = "line-of"
+
+
+class Image2Hed(AnnotatorTool):
+    title: ClassVar[str] = "Hed Detection On Image"
+    capability: ClassVar[str] = "hed"
+    plans: ClassVar = (("hed",),)
+    output_tag: ClassVar[str] = "hed-boundary"
+
+
+class Image2Scribble(AnnotatorTool):
+    title: ClassVar[str] = "Sketch Detection On Image"
+    capability: ClassVar[str] = "scribble"
+    plans: ClassVar = (("scribble",),)
+    output_tag: ClassVar[str] = "scribble"
+
+
+class Image2Pose(AnnotatorTool):
+    title: ClassVar[str] = "Pose Detection On Image"
+    capability: ClassVar[str] = "pose"
+    plans: ClassVar = (("pose",),)
+    output_tag: ClassVar[str] = "human-pose"
+
+
+class Image2Depth(AnnotatorTool):
+    title: ClassVar[str] = "Predict Depth On Image"
+    capability: ClassVar[str] = "depth"
+    plans: ClassVar = (("depth",),)
+    output_tag: ClassVar[str] = "depth"
+
+
+class Image2Normal(AnnotatorTool):
+    title: ClassVar[str] = "Predict Normal Map On Image"
+    capability: ClassVar[str] = "normal"
+    plans: ClassVar = (("normal",),)
+    output_tag: ClassVar[str] = "normal-map"
