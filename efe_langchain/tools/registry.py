@@ -393,8 +393,9 @@ def parse_spec(spec: str | Iterable[str]) -> list[tuple[type[EFETool], str]]:
             name, device = head, tail
         classes = index.get(name.strip().lower())
         if classes is None:
-            close = difflib.get_close_matches(name.lower(), list(index), n=4, cutoff=0.5)
-            shown = sorted({c for k in close for c in _names_of(index[k][0])[:3]}) if close else []
+            originals = {n.lower(): n for cls in TOOL_CLASSES for n in _names_of(cls)}
+            close = difflib.get_close_matches(name.lower(), list(index), n=4, cutoff=0.6)
+            shown = [originals[k] for k in close]
             hint = f" Close matches: {', '.join(shown)}." if shown else ""
             raise ValueError(f"unknown tool {name!r} in the spec.{hint} Run `efe tools` for every name.")
         for cls in classes:

@@ -1,0 +1,110 @@
+"""``efe tools``: every tool, its backends, and whether each can run on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+__all__ = ["add_arguments", "run", "render_table", "memory_estimates"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the listing as JSON")
+    parser.add_argument("--device", default="cpu", help="device the tools would load on (default: %(default)s)")
+    parser.add_argument(
+        "--load",
+        default=None,
+        metavar="SPEC",
+        help="only these tools, GPT4Tools style: Image2Canny_cpu,Text2Box_cuda:0 (names or load names)",
+    )
+    parser.add_argument("--available", action="store_true", help="only the tools that can run here")
+    parser.add_argument(
+        "--prefer",
+        default=None,
+        help="backend kinds in order of preference, e.g. embedded,classical,reference "
+        "(default: reference when its weights are present, then embedded, then classical)",
+    )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="add each tool's GPU memory estimate (from the reference backends, before loading anything)",
+    )
+
+
+def memory_estimates(infos, device: str) -> dict | None:
+    """Estimates from ``efe_langchain.backends.reference.estimate_memory`` when it exists.
+
+    The reference backends own the numbers (they know their checkpoints); this command only
+    shows them. Returns None when that function is not there.
+    """
+    try:
+        module = importlib.import_module("efe_langchain.backends.reference")
+    except ImportError:
+        return None
+    estimate = getattr(module, "estimate_memory", None)
+    if estimate is None:
+        return None
+    result = estimate(infos, device=device)
+    return dict(result) if result is not None else {}
+
+
+def _mark(ok: bool) -> str:
+    return "yes" if ok else "no "
+
+
+def render_table(infos, memory: dict | None = None) -> str:
+    lines = []
+    name_w = max(len(i.gpt4tools_name) for i in infos) if infos else 10
+    load_w = max(len(i.load_name) for i in infos) if infos else 10
+    lines.append(f"{'runs':4s}  {'tool (GPT4Tools name)':{name_w}s}  {'load name':{load_w}s}  snake_case name")
+    for info in infos:
+        mem = ""
+        if memory is not None:
+            value = memory.get(info.name, memory.get(info.gpt4tools_name))
+            mem = f"  [GPU memory: {value}]" if value is not None else ""
+        lines.append(f"{_mark(info.available):4s}  {info.gpt4tools_name:{name_w}s}  {info.load_name:{load_w}s}  {info.name}{mem}")
+        for b in info.backends:
+            chosen = info.chosen.get(b.capability) == b.name
+            flag = "*" if chosen else ("+" if b.available else "-")
+            detail = b.label if b.available else b.reason
+            lines.append(f"        {flag} {b.capability:15s} {b.name:32s} {b.kind:10s} {detail}")
+        if not info.available and not info.backends:
+            lines.append(f"        - {info.reason}")
+    n_ok = sum(i.available for i in infos)
+    lines.append("")
+    lines.append(f"{n_ok} of {len(infos)} tools can run here.  * chosen backend, + can run, - cannot run (why)")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from efe_langchain.tools.registry import list_tools, parse_spec
+
+    prefer = [p.strip() for p in args.prefer.split(",") if p.strip()] if args.prefer else None
+    infos = list_tools(device=args.device, prefer=prefer)
+    if args.load:
+        wanted = {cls.spec().name for cls, _ in parse_spec(args.load)}
+        infos = [i for i in infos if i.gpt4tools_name in wanted]
+    if args.available:
+        infos = [i for i in infos if i.available]
+    memory = None
+    if args.memory:
+        memory = memory_estimates(infos, args.device)
+        if memory is None:
+            print(
+                "note: GPU memory estimates come with the reference backends "
+                "(efe_langchain.backends.reference.estimate_memory), which are not installed here",
+                file=sys.stderr,
+            )
+    if args.json:
+        rows = []
+        for info in infos:
+            row = info.to_dict()
+            if memory is not None:
+                row["memory"] = memory.get(info.name, memory.get(info.gpt4tools_name))
+            rows.append(row)
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        print(render_table(infos, memory))
+    return 0
