@@ -152,6 +152,10 @@ class EFETool(BaseTool):
             raise ToolException(str(exc)) from exc
         except BackendUnavailable as exc:
             raise ToolException(f"{self.gpt4tools_name or self.name} cannot run here: {exc}") from exc
+        except ValueError as exc:
+            # Backends raise ValueError for input they refuse (a query a detector does not know):
+            # its message is written for the user.
+            raise ToolException(f"{self.gpt4tools_name or self.name}: {exc}") from exc
         except Exception as exc:  # a model failing is an observation for the agent, not a crash
             raise ToolException(
                 f"{self.gpt4tools_name or self.name} failed: {type(exc).__name__}: {exc}"
