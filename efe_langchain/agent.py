@@ -293,7 +293,9 @@ def create_efe_agent(
     if max_tool_steps:
         stack.append(ToolStepLimitMiddleware(max_tool_steps))
     if window:
-        reserve = min(DEFAULT_GENERATION_RESERVE, window // 4)
+        # Room for what the model writes: its own token limit when it has one.
+        wanted = getattr(getattr(chat, "llm", None), "max_new_tokens", None) or DEFAULT_GENERATION_RESERVE
+        reserve = min(int(wanted), window // 4)
         stack.append(TrimHistoryMiddleware(window, _token_counter(chat), reserve))
     stack.extend(middleware)
     return create_agent(chat, list(tools), middleware=stack, checkpointer=make_checkpointer(checkpointer))
