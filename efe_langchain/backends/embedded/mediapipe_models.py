@@ -24,6 +24,7 @@ import zipfile
 import numpy as np
 
 from efe_langchain.backends.base import Backend
+from efe_langchain.backends.embedded._shared import shared_backend
 from efe_langchain.backends.embedded._files import mediapipe_file, missing_files
 from efe_langchain.backends.embedded.pose_render import MEDIAPIPE_TO_OPENPOSE, draw_openpose
 
@@ -321,8 +322,8 @@ class MediaPipePersonSegmentation(_MediaPipeBackend):
 
     def __init__(self, device: str = "cpu", pose: MediaPipePose | None = None, **options) -> None:
         super().__init__(device, **options)
-        # The registry passes its shared pose backend so BlazePose is loaded once.
-        self.pose_backend = pose or MediaPipePose(device)
+        # BlazePose is shared with the pose tool: loaded once.
+        self.pose_backend = pose or shared_backend(MediaPipePose, device)
 
     def _load(self) -> None:
         mp = import_mediapipe()
