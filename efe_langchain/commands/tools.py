@@ -50,11 +50,17 @@ def memory_estimates(infos, device: str) -> dict | None:
     return dict(result) if result is not None else {}
 
 
+def _size(value) -> str:
+    if isinstance(value, (int, float)):
+        return f"{value / 2**30:.1f} GiB"
+    return str(value)
+
+
 def _mark(ok: bool) -> str:
     return "yes" if ok else "no "
 
 
-def render_table(infos, memory: dict | None = None) -> str:
+def render_table(infos, memory: dict | None = None, device: str = "cuda") -> str:
     lines = []
     name_w = max(len(i.gpt4tools_name) for i in infos) if infos else 10
     load_w = max(len(i.load_name) for i in infos) if infos else 10
@@ -63,7 +69,7 @@ def render_table(infos, memory: dict | None = None) -> str:
         mem = ""
         if memory is not None:
             value = memory.get(info.name, memory.get(info.gpt4tools_name))
-            mem = f"  [GPU memory: {value}]" if value is not None else ""
+            mem = f"  [reference weights: {_size(value)} on {device}]" if value is not None else ""
         lines.append(f"{_mark(info.available):4s}  {info.gpt4tools_name:{name_w}s}  {info.load_name:{load_w}s}  {info.name}{mem}")
         for b in info.backends:
             chosen = info.chosen.get(b.capability) == b.name
@@ -106,5 +112,5 @@ def run(args: argparse.Namespace) -> int:
             rows.append(row)
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        print(render_table(infos, memory))
+        print(render_table(infos, memory, args.device))
     return 0
