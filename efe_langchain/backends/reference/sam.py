@@ -1,0 +1,200 @@
+"""SAM through transformers: box-prompted masks, segment-everything from a point grid, and
+GroundingDINO boxes -> SAM masks (GPT4Tools Segmenting and ObjectSegmenting).
+
+Segment-everything follows SAM's automatic mask generator: prompt the mask decoder with one point
+per grid cell, keep masks whose predicted IoU and stability are high, drop near-duplicates by box
+IoU, then paint the survivors largest first so small parts stay visible on top.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from efe_langchain.backends.reference.base import ReferenceBackend
+from efe_langchain.backends.reference.grounding_dino import (
+    BOX_THRESHOLD,
+    TEXT_THRESHOLD,
+    detect_boxes,
+    load_grounding_dino,
+)
+from efe_langchain.backends.reference.shared import shared_model
+
+__all__ = ["GroundedSamBackend", "SamBackend", "load_sam"]
+
+
+def load_sam(location: str, device: str, dtype: str):
+    """``(processor, model)`` for a SAM folder, cached process-wide."""
+
+    def load():
+        from transformers import SamModel, SamProcessor
+
+        from efe_langchain.backends.reference.devices import torch_dtype
+
+        processor = SamProcessor.from_pretrained(location)
+        model = SamModel.from_pretrained(location, dtype=torch_dtype(dtype))
+        return processor, model.to(device).eval()
+
+    return shared_model("sam", location, device, dtype, load)
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+
+
+def _mask_box(mask: np.ndarray) -> list[float]:
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
+    order, keep = list(np.argsort(-scores)), []
+    while order:
+        best = order.pop(0)
+        keep.append(best)
+        if order:
+            overlaps = _box_iou(boxes[[best]], boxes[order])[0]
+            order = [i for i, o in zip(order, overlaps) if o <= iou]
+    return keep
+
+
+class SamBackend(ReferenceBackend):
+    """Options: ``points_per_side`` (32), ``points_per_batch`` (64), ``pred_iou_thresh`` (0.88),
+    ``stability_score_thresh`` (0.95), ``box_nms_thresh`` (0.7), ``min_mask_area`` (0): SAM's
+    automatic mask generator defaults."""
+
+    name: ClassVar[str] = "sam"
+    describes: ClassVar[str] = "Segment Anything (SAM)"
+    capabilities: ClassVar[tuple[str, ...]] = ("segment_all", "segment_box")
+    checkpoints: ClassVar[dict[str, str]] = {"checkpoint": "sam"}
+
+    def _load(self) -> None:
+        self.processor, self.model = load_sam(self.require(), self.device, self.dtype_name)
+
+    def _embed(self, image, **prompts):
+        import torch
+
+        inputs = self.processor(images=image.convert("RGB"), return_tensors="pt", **prompts)
+        pixels = inputs["pixel_values"].to(self.device, self.model.dtype)
+        with torch.inference_mode():
+            embeddings = self.model.get_image_embeddings(pixels)
+        return inputs, embeddings
+
+    def segment_boxes(self, image, boxes: list[list[float]]) -> np.ndarray:
+        """One bool HxW mask per box (GPT4Tools: one mask per box, no multimask)."""
+        import torch
+
+        self.load()
+        if not boxes:
+            return np.zeros((0, image.height, image.width), dtype=bool)
+        inputs, embeddings = self._embed(image, input_boxes=[[[float(v) for v in b] for b in boxes]])
+        with torch.inference_mode():
+            out = self.model(
+                image_embeddings=embeddings,
+                input_boxes=inputs["input_boxes"].to(self.device, self.model.dtype),
+                multimask_output=False,
+            )
+        (masks,) = self.processor.image_processor.post_process_masks(
+            out.pred_masks.float().cpu(), inputs["original_sizes"], inputs["reshaped_input_sizes"]
+        )
+        return masks[:, 0].numpy().astype(bool)
+
+    def segment_box(self, image, box: list[float]) -> np.ndarray:
+        return self.segment_boxes(image, [box])[0]
+
+    def masks_everywhere(self, image) -> list[tuple[np.ndarray, float]]:
+        """SAM's automatic masks as ``(bool HxW mask, predicted IoU)``, duplicates removed."""
+        import torch
+        from tqdm.auto import tqdm
+
+        self.load()
+        inputs, embeddings = self._embed(image)
+        rh, rw = (int(v) for v in inputs["reshaped_input_sizes"][0])
+        n = int(self.option("points_per_side", 32))
+        per_batch = int(self.option("points_per_batch", 64))
+        iou_thresh = float(self.option("pred_iou_thresh", 0.88))
+        stab_thresh = float(self.option("stability_score_thresh", 0.95))
+        min_area = int(self.option("min_mask_area", 0))
+        # Grid in the resized frame the prompt encoder works in (== SAM's grid in image space).
+        offsets = (np.arange(n) + 0.5) / n
+        grid = np.stack(np.meshgrid(offsets * rw, offsets * rh), axis=-1).reshape(-1, 2)
+        found: list[tuple[np.ndarray, float]] = []
+        batches = range(0, len(grid), per_batch)
+        for start in tqdm(batches, desc="SAM segment-everything", disable=len(batches) < 4, leave=False):
+            points = torch.tensor(grid[start : start + per_batch], dtype=torch.float32)
+            with torch.inference_mode():
+                out = self.model(
+                    image_embeddings=embeddings,
+                    input_points=points[None, :, None, :].to(self.device, self.model.dtype),
+                    input_labels=torch.ones((1, len(points), 1), dtype=torch.long, device=self.device),
+                    multimask_output=True,
+                )
+            ious = out.iou_scores[0].float().cpu()  # (points, 3)
+            logits = out.pred_masks[0].float().cpu()  # (points, 3, h, w)
+            keep = ious > iou_thresh
+            if not keep.any():
+                continue
+            kept_logits, kept_ious = logits[keep], ious[keep]
+            (full,) = self.processor.image_processor.post_process_masks(
+                kept_logits[None, :, None], inputs["original_sizes"], inputs["reshaped_input_sizes"], binarize=False
+            )
+            full = full[:, 0]
+            # Stability: how little the mask changes when the logit threshold moves by +-1.
+            high = (full > 1.0).flatten(1).sum(1).float()
+            low = (full > -1.0).flatten(1).sum(1).float().clamp(min=1)
+            for mask, iou, stable in zip(full > 0, kept_ious.tolist(), (high / low).tolist()):
+                mask = mask.numpy()
+                if stable >= stab_thresh and mask.sum() > max(min_area, 0):
+                    found.append((mask, float(iou)))
+        if not found:
+            return []
+        boxes = np.array([_mask_box(m) for m, _ in found])
+        keep = _nms(boxes, np.array([s for _, s in found]), float(self.option("box_nms_thresh", 0.7)))
+        return [found[i] for i in keep]
+
+    def segment_all(self, image) -> np.ndarray:
+        labels = np.zeros((image.height, image.width), dtype=np.int32)
+        masks = sorted((m for m, _ in self.masks_everywhere(image)), key=lambda m: -int(m.sum()))
+        for index, mask in enumerate(masks, start=1):
+            labels[mask] = index
+        return labels
+
+
+class GroundedSamBackend(ReferenceBackend):
+    """GroundingDINO finds the boxes, SAM masks each; both models come from the shared cache."""
+
+    name: ClassVar[str] = "grounded-sam"
+    describes: ClassVar[str] = "GroundingDINO boxes -> SAM masks"
+    capabilities: ClassVar[tuple[str, ...]] = ("segment_object",)
+    checkpoints: ClassVar[dict[str, str]] = {"detector": "grounding-dino", "checkpoint": "sam"}
+
+    def _load(self) -> None:
+        self.detector = load_grounding_dino(self.require("detector"), self.device, self.dtype_name)
+        options = {k: v for k, v in self.options.items() if k != "detector"}
+        self.sam = SamBackend(self.device, **options)
+        self.sam.load()
+
+    def find(self, image, text: str) -> list[dict]:
+        self.load()
+        processor, model = self.detector
+        return detect_boxes(
+            processor,
+            model,
+            image,
+            text,
+            float(self.option("box_threshold", BOX_THRESHOLD)),
+            float(self.option("text_threshold", TEXT_THRESHOLD)),
+        )
+
+    def segment_object(self, image, text: str) -> np.ndarray:
+        """The union of SAM masks over every box found for ``text`` (all False when none is)."""
+        boxes = [d["box"] for d in self.find(image, text)]
+        masks = self.sam.segment_boxes(image, boxes)
+        return masks.any(axis=0) if len(masks) else np.zeros((image.height, image.width), dtype=bool)

@@ -1,0 +1,59 @@
+"""One process-wide cache of loaded reference models: one load per (model, folder, device, dtype).
+
+Several backends use the same weights: every ControlNet runs on one Stable Diffusion 1.5 base,
+detect / segment / remove / replace all run on one GroundingDINO and one SAM. Each backend asks
+this cache for what it needs, so a model is loaded once however many tools (and backend
+instances) use it, and two tools placed on different devices get their own copies.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any, Callable, TypeVar
+
+__all__ = ["cache_key", "clear_cache", "load_counts", "loaded", "shared_model"]
+
+T = TypeVar("T")
+Key = tuple[str, str, str, str]
+
+_models: dict[Key, Any] = {}
+_key_locks: dict[Key, threading.Lock] = {}
+_guard = threading.Lock()
+# How many times each key was really loaded (not served from the cache): what tests check.
+load_counts: Counter = Counter()
+
+
+def cache_key(kind: str, location: str, device: str, dtype: str) -> Key:
+    return (str(kind), str(location), str(device), str(dtype).replace("torch.", ""))
+
+
+def shared_model(kind: str, location: str, device: str, dtype: str, loader: Callable[[], T]) -> T:
+    """The cached model for the key, calling ``loader()`` only the first time (thread-safe).
+
+    A per-key lock lets two different models load at once while two tools asking for the same
+    one wait for a single load.
+    """
+    key = cache_key(kind, location, device, dtype)
+    if key in _models:
+        return _models[key]
+    with _guard:
+        lock = _key_locks.setdefault(key, threading.Lock())
+    with lock:
+        if key not in _models:
+            _models[key] = loader()
+            load_counts[key] += 1
+    return _models[key]
+
+
+def loaded() -> list[Key]:
+    """Keys of the models loaded so far, in load order."""
+    return list(_models)
+
+
+def clear_cache() -> None:
+    """Forget every cached model (their memory is freed once no backend holds them)."""
+    with _guard:
+        _models.clear()
+        _key_locks.clear()
+        load_counts.clear()

@@ -1,0 +1,485 @@
+"""Reference backends on tiny random models built here, saved, and loaded the way real weights are.
+
+Every model is randomly initialised from a small config (as transformers' and diffusers' own
+tests do), written with ``save_pretrained`` into a temporary folder, then loaded and run by the
+backend's real loader. Nothing is downloaded: tokenizers are built from vocab files written here.
+Random weights say nothing about quality; these tests check the code path: loading, devices and
+dtypes, pre/post-processing, output types and shapes, seeds, sharing and error messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("diffusers")
+
+from efe_langchain.backends.base import CAPABILITIES, Backend, BackendUnavailable  # noqa: E402
+from efe_langchain.backends.reference import estimate_memory, estimate_placement, shared  # noqa: E402
+from efe_langchain.backends.reference.blip import BlipCaptionBackend, BlipVqaBackend  # noqa: E402
+from efe_langchain.backends.reference.config import (  # noqa: E402
+    fetch_command,
+    missing_weights_message,
+    resolve_checkpoint,
+)
+from efe_langchain.backends.reference.devices import (  # noqa: E402
+    dtype_name_for,
+    parse_load_spec,
+    validate_device,
+)
+from efe_langchain.backends.reference.diffusion import (  # noqa: E402
+    ControlNetBackend,
+    InpaintingBackend,
+    InstructPix2PixBackend,
+    StableDiffusionBackend,
+)
+from efe_langchain.backends.reference.dpt import DptDepthBackend, DptNormalBackend  # noqa: E402
+from efe_langchain.backends.reference.grounding_dino import GroundingDinoBackend  # noqa: E402
+from efe_langchain.backends.reference.memory import count_parameters  # noqa: E402
+from efe_langchain.backends.reference.sam import GroundedSamBackend, SamBackend  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: nothing here may reach a hub
+
+
+# -- tiny models ----------------------------------------------------------------------------------
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", ".", "?", ",", "a", "cat", "dog",
+         "the", "red", "car", "what", "is", "color", "yes", "no", "in", "picture"]  # fmt: skip
+
+
+def _bert_tokenizer(folder: Path, **kwargs):
+    from transformers import BertTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(WORDS) + "\n")
+    return BertTokenizer(vocab=str(folder / "vocab.txt"), **kwargs)
+
+
+def _clip_tokenizer(folder: Path):
+    """A byte-level BPE CLIP tokenizer: every byte symbol plus two merges ("cat</w>")."""
+    from transformers import CLIPTokenizer
+
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = [chr(b) for b in bs] + [chr(256 + i) for i in range(256 - len(bs))]
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    for token in ("ca", "cat</w>", "<|startoftext|>", "<|endoftext|>"):
+        vocab[token] = len(vocab)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\nc a\nca t</w>\n")
+    return CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), model_max_length=77)
+
+
+def build_blip(folder: Path, model_class: str, favourite: str = "cat") -> Path:
+    """A tiny BLIP whose decoder is biased towards one word, so decoding shows through the output."""
+    import transformers
+    from transformers import BlipConfig, BlipImageProcessor, BlipProcessor
+
+    tok = _bert_tokenizer(folder, bos_token="[DEC]")
+    text = dict(vocab_size=len(WORDS), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                intermediate_size=32, encoder_hidden_size=16, max_position_embeddings=32,
+                bos_token_id=tok.bos_token_id, sep_token_id=tok.sep_token_id,
+                eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
+    vision = dict(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    torch.manual_seed(0)
+    model = getattr(transformers, model_class)(BlipConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
+    with torch.no_grad():
+        model.text_decoder.cls.predictions.bias[tok.convert_tokens_to_ids(favourite)] = 50.0
+    model.save_pretrained(folder)
+    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tok).save_pretrained(folder)
+    return folder
+
+
+def build_grounding_dino(folder: Path) -> Path:
+    from transformers import (BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection,
+                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)  # fmt: skip
+
+    tok = _bert_tokenizer(folder)
+    backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
+                          window_size=2, out_features=["stage2", "stage3", "stage4"])  # fmt: skip
+    text = BertConfig(vocab_size=len(WORDS), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=64)  # fmt: skip
+    # d_model 32: the input projections use GroupNorm(32); three feature levels = the three stages.
+    config = GroundingDinoConfig(backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1,
+                                 decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_attention_heads=2,
+                                 decoder_attention_heads=2, num_queries=10, num_feature_levels=3, max_text_len=32,
+                                 encoder_n_points=2, decoder_n_points=2)  # fmt: skip
+    torch.manual_seed(0)
+    GroundingDinoForObjectDetection(config).save_pretrained(folder)
+    processor = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+    GroundingDinoProcessor(image_processor=processor, tokenizer=tok).save_pretrained(folder)
+    return folder
+
+
+def build_sam(folder: Path) -> Path:
+    from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
+
+    config = SamConfig(
+        vision_config=dict(hidden_size=16, output_channels=16, num_hidden_layers=2, num_attention_heads=2, image_size=64,
+                           patch_size=8, window_size=4, global_attn_indexes=[1], num_pos_feats=8, mlp_dim=32),
+        prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=4),
+        mask_decoder_config=dict(hidden_size=16, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=16),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    SamModel(config).save_pretrained(folder)
+    processor = SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
+                                  mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16})  # fmt: skip
+    SamProcessor(image_processor=processor).save_pretrained(folder)
+    return folder
+
+
+def build_dpt(folder: Path) -> Path:
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    config = DPTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
+                       intermediate_size=32, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 16, 16],
+                       fusion_hidden_size=16, is_hybrid=False)  # fmt: skip
+    torch.manual_seed(0)
+    DPTForDepthEstimation(config).save_pretrained(folder)
+    DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False).save_pretrained(folder)
+    return folder
+
+
+def _unet(in_channels: int):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=in_channels,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+                                norm_num_groups=2)  # fmt: skip
+
+
+def build_sd_family(root: Path) -> dict[str, Path]:
+    """SD base, InstructPix2Pix (8-channel UNet), inpainting (9-channel) and two ControlNets."""
+    from diffusers import (AutoencoderKL, ControlNetModel, EulerAncestralDiscreteScheduler, PNDMScheduler,
+                           StableDiffusionInpaintPipeline, StableDiffusionInstructPix2PixPipeline,
+                           StableDiffusionPipeline)  # fmt: skip
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tok = _clip_tokenizer(root / "clip-tokenizer")
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=[4, 8], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)  # fmt: skip
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    text_encoder = CLIPTextModel(CLIPTextConfig(bos_token_id=tok.convert_tokens_to_ids("<|startoftext|>"), eos_token_id=eos,
+                                                pad_token_id=eos, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                                                num_hidden_layers=2, vocab_size=len(tok), projection_dim=32))  # fmt: skip
+    scheduler = PNDMScheduler(skip_prk_steps=True, steps_offset=1)
+    common = dict(vae=vae, text_encoder=text_encoder, tokenizer=tok, safety_checker=None, feature_extractor=None,
+                  requires_safety_checker=False)  # fmt: skip
+    paths = {k: root / k for k in ("base", "instruct", "inpaint", "canny", "depth")}
+    StableDiffusionPipeline(unet=_unet(4), scheduler=scheduler, **common).save_pretrained(paths["base"])
+    StableDiffusionInstructPix2PixPipeline(
+        unet=_unet(8), scheduler=EulerAncestralDiscreteScheduler.from_config(scheduler.config), **common
+    ).save_pretrained(paths["instruct"])
+    StableDiffusionInpaintPipeline(unet=_unet(9), scheduler=scheduler, **common).save_pretrained(paths["inpaint"])
+    for name in ("canny", "depth"):
+        ControlNetModel(block_out_channels=(4, 8), layers_per_block=1, in_channels=4, cross_attention_dim=32,
+                        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                        conditioning_embedding_out_channels=(16, 32), norm_num_groups=2).save_pretrained(paths[name])  # fmt: skip
+    return paths
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Every tiny model, saved once for the module (a few seconds in all)."""
+    root = tmp_path_factory.mktemp("reference-models")
+    return {
+        "blip-caption": build_blip(root / "blip-caption", "BlipForConditionalGeneration"),
+        "blip-vqa": build_blip(root / "blip-vqa", "BlipForQuestionAnswering", favourite="yes"),
+        "grounding-dino": build_grounding_dino(root / "grounding-dino"),
+        "sam": build_sam(root / "sam"),
+        "dpt": build_dpt(root / "dpt"),
+        **{f"sd-{k}": v for k, v in build_sd_family(root / "sd").items()},
+    }
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    shared.clear_cache()
+    yield
+    shared.clear_cache()
+
+
+@pytest.fixture
+def photo():
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+
+
+def loads_of(kind: str) -> int:
+    return sum(n for key, n in shared.load_counts.items() if key[0] == kind)
+
+
+def check_signatures(backend: Backend) -> None:
+    """Each capability the backend claims exists under the documented parameter names."""
+    import inspect
+    import re
+
+    for cap in backend.capabilities:
+        assert cap in CAPABILITIES
+        params = list(inspect.signature(getattr(backend, cap)).parameters)
+        documented = re.sub(r"\[[^\]]*\]", "", CAPABILITIES[cap].split("(", 1)[1].split(") ->", 1)[0])
+        names = [p.split(":")[0].split("=")[0].strip() for p in documented.split(",") if p.strip()]
+        assert params == names, (cap, params, names)
+
+
+# -- each backend through its loader --------------------------------------------------------------
+def test_blip_caption_and_vqa(models, photo):
+    captioner = BlipCaptionBackend(checkpoint=str(models["blip-caption"]))
+    assert captioner.availability() == (True, captioner.label)
+    assert str(models["blip-caption"]) in captioner.label and captioner.kind == "reference"
+    caption = captioner.caption(photo)
+    # The decoder bias makes "cat" the likeliest word: seeing it proves generate + decode ran.
+    assert isinstance(caption, str) and caption.split()[0] == "cat"
+    assert "[SEP]" not in caption and "[DEC]" not in caption
+
+    vqa = BlipVqaBackend(checkpoint=str(models["blip-vqa"]))
+    answer = vqa.vqa(photo, "what color is the car?")
+    assert isinstance(answer, str) and answer.split()[0] == "yes"
+    with pytest.raises(ValueError, match="question"):
+        vqa.vqa(photo, "  ")
+    check_signatures(captioner), check_signatures(vqa)
+
+
+def test_grounding_dino_detect(models, photo):
+    detector = GroundingDinoBackend(checkpoint=str(models["grounding-dino"]), box_threshold=0.0, text_threshold=0.0)
+    found = detector.detect(photo, "a cat, a dog")
+    assert len(found) == 10  # num_queries: every query passes a zero threshold
+    for item in found:
+        x0, y0, x1, y1 = item["box"]
+        assert 0 <= x0 <= x1 <= photo.width and 0 <= y0 <= y1 <= photo.height
+        assert 0.0 <= item["score"] <= 1.0 and isinstance(item["label"], str)
+    assert [d["score"] for d in found] == sorted((d["score"] for d in found), reverse=True)
+    strict = GroundingDinoBackend(checkpoint=str(models["grounding-dino"]), box_threshold=1.01)
+    assert strict.detect(photo, "cat") == []
+    with pytest.raises(ValueError, match="description"):
+        detector.detect(photo, " . ")
+    check_signatures(detector)
+
+
+def test_sam_box_masks_and_segment_everything(models, photo):
+    sam = SamBackend(checkpoint=str(models["sam"]), points_per_side=4, pred_iou_thresh=-1e9, stability_score_thresh=0.0)
+    mask = sam.segment_box(photo, [5, 5, 40, 30])
+    assert mask.dtype == bool and mask.shape == (48, 64)
+    assert sam.segment_boxes(photo, []).shape == (0, 48, 64)
+    labels = sam.segment_all(photo)
+    assert labels.dtype == np.int32 and labels.shape == (48, 64)
+    assert labels.max() >= 1 and set(np.unique(labels)) <= set(range(labels.max() + 1))
+    # SAM's default quality filters reject every mask of a random model: an empty map, not an error.
+    strict = SamBackend(checkpoint=str(models["sam"]), points_per_side=4, pred_iou_thresh=1e9)
+    assert strict.segment_all(photo).max() == 0
+    check_signatures(sam)
+
+
+def test_grounded_sam_segment_object(models, photo):
+    options = dict(detector=str(models["grounding-dino"]), checkpoint=str(models["sam"]))
+    seg = GroundedSamBackend(box_threshold=0.0, text_threshold=0.0, **options)
+    boxes = seg.find(photo, "cat")
+    mask = seg.segment_object(photo, "cat")
+    assert mask.dtype == bool and mask.shape == (48, 64) and len(boxes) == 10
+    union = np.zeros_like(mask)
+    for m in seg.sam.segment_boxes(photo, [b["box"] for b in boxes]):
+        union |= m
+    assert np.array_equal(mask, union)
+    nothing = GroundedSamBackend(box_threshold=1.01, **options).segment_object(photo, "cat")
+    assert nothing.shape == (48, 64) and not nothing.any()
+    check_signatures(seg)
+
+
+def test_dpt_depth_and_normal(models, photo):
+    depth = DptDepthBackend(checkpoint=str(models["dpt"])).depth(photo)
+    assert isinstance(depth, Image.Image) and depth.size == photo.size and depth.mode == "RGB"
+    px = np.asarray(depth)
+    assert np.array_equal(px[..., 0], px[..., 1]) and np.array_equal(px[..., 0], px[..., 2])
+    assert px.max() >= 254  # scaled by its maximum (then truncated), as the depth pipeline does
+    normal = DptNormalBackend(checkpoint=str(models["dpt"])).normal(photo)
+    assert isinstance(normal, Image.Image) and normal.size == photo.size and normal.mode == "RGB"
+    # z = 2*pi dominates a unit normal: the blue channel sits in the upper half everywhere.
+    assert np.asarray(normal)[..., 2].min() >= 127
+
+
+def test_text2image_is_seeded(models):
+    sd = StableDiffusionBackend(base=str(models["sd-base"]), steps=2)
+    a, b, c = sd.text2image("a cat", seed=1), sd.text2image("a cat", seed=1), sd.text2image("a cat", seed=2)
+    assert isinstance(a, Image.Image) and a.size == (64, 64) and a.mode == "RGB"
+    assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
+    assert a.info["seed"] == 1 and isinstance(sd.text2image("a cat").info["seed"], int)
+    with pytest.raises(ValueError, match="prompt"):
+        sd.text2image("")
+    check_signatures(sd)
+
+
+def test_controlnet_conditions(models, photo):
+    cn = ControlNetBackend(base=str(models["sd-base"]), controlnet_canny=str(models["sd-canny"]),
+                           conditions="canny", steps=2)  # fmt: skip
+    assert cn.availability()[0] and cn.conditions == ("canny",)
+    out = cn.controlnet("canny", photo, "a cat", seed=3)
+    assert isinstance(out, Image.Image) and out.size == photo.size and out.info["seed"] == 3
+    assert np.array_equal(np.asarray(out), np.asarray(cn.controlnet("canny", photo, "a cat", seed=3)))
+    with pytest.raises(ValueError, match="unknown ControlNet condition"):
+        cn.controlnet("thermal", photo, "a cat", seed=0)
+    # A condition whose weights are absent: the message names the checkpoint and the fetch command.
+    with pytest.raises(BackendUnavailable, match="fusing/stable-diffusion-v1-5-controlnet-hed.*hf download"):
+        ControlNetBackend(base=str(models["sd-base"]), model_dir=str(models["sd-base"].parent), steps=2).controlnet(
+            "hed", photo, "a cat"
+        )
+    check_signatures(cn)
+
+
+def test_instruct_pix2pix(models, photo):
+    ip2p = InstructPix2PixBackend(checkpoint=str(models["sd-instruct"]), steps=2)
+    out = ip2p.instruct(photo, "make it red", seed=0)
+    assert isinstance(out, Image.Image) and out.size == photo.size and out.info["seed"] == 0
+    odd = photo.resize((50, 38))  # not a multiple of 8: the output still matches the input size
+    assert ip2p.instruct(odd, "make it red", seed=0).size == (50, 38)
+    check_signatures(ip2p)
+
+
+def test_inpainting(models, photo):
+    inpaint = InpaintingBackend(checkpoint=str(models["sd-inpaint"]), steps=2)
+    mask = np.zeros((48, 64), dtype=bool)
+    mask[10:30, 20:40] = True
+    out = inpaint.inpaint(photo, mask, "background", seed=0)
+    assert isinstance(out, Image.Image) and out.size == photo.size and out.info["seed"] == 0
+    with pytest.raises(ValueError, match="must match"):
+        inpaint.inpaint(photo, mask[:, :10], "background", seed=0)
+    with pytest.raises(ValueError, match="empty"):
+        inpaint.inpaint(photo, np.zeros_like(mask), "background", seed=0)
+    check_signatures(inpaint)
+
+
+# -- one load per shared model --------------------------------------------------------------------
+def test_controlnets_and_text2image_share_one_sd_base(models, photo):
+    base = str(models["sd-base"])
+    canny = ControlNetBackend(base=base, controlnet_canny=str(models["sd-canny"]), conditions=["canny"], steps=1)
+    depth = ControlNetBackend(base=base, controlnet_depth=str(models["sd-depth"]), conditions=["depth"], steps=1)
+    text2image = StableDiffusionBackend(base=base, steps=1)
+    canny.controlnet("canny", photo, "a cat", seed=0)
+    depth.controlnet("depth", photo, "a cat", seed=0)
+    text2image.text2image("a cat", seed=0)
+    assert loads_of("StableDiffusionPipeline") == 1 and loads_of("ControlNetModel") == 2
+    unets = {id(canny.pipeline("canny").unet), id(depth.pipeline("depth").unet), id(text2image.pipe.unet)}
+    assert len(unets) == 1
+    # ...but each keeps its own scheduler: runs do not share per-run state.
+    assert canny.pipeline("canny").scheduler is not text2image.pipe.scheduler
+
+
+def test_detect_and_segment_share_grounding_dino_and_sam(models, photo):
+    dino, sam = str(models["grounding-dino"]), str(models["sam"])
+    detector = GroundingDinoBackend(checkpoint=dino)
+    segmenter = SamBackend(checkpoint=sam)
+    grounded = GroundedSamBackend(detector=dino, checkpoint=sam)
+    detector.detect(photo, "cat"), segmenter.segment_box(photo, [0, 0, 20, 20]), grounded.segment_object(photo, "cat")
+    assert loads_of("grounding-dino") == 1 and loads_of("sam") == 1
+    assert grounded.detector[1] is detector.model and grounded.sam.model is segmenter.model
+
+
+def test_remove_and_replace_share_one_inpainting_pipeline(models, photo):
+    remove = InpaintingBackend(checkpoint=str(models["sd-inpaint"]), steps=1)
+    replace = InpaintingBackend(checkpoint=str(models["sd-inpaint"]), steps=1)
+    mask = np.ones((48, 64), dtype=bool)
+    remove.inpaint(photo, mask, "background", seed=0), replace.inpaint(photo, mask, "a dog", seed=0)
+    assert loads_of("StableDiffusionInpaintPipeline") == 1 and remove.pipe.unet is replace.pipe.unet
+
+
+def test_inpainting_on_the_sd_base_reuses_it(models, photo):
+    text2image = StableDiffusionBackend(base=str(models["sd-base"]), steps=1)
+    inpaint = InpaintingBackend(checkpoint=str(models["sd-base"]), steps=1)
+    text2image.load(), inpaint.inpaint(photo, np.ones((48, 64), dtype=bool), "a dog", seed=0)
+    assert loads_of("StableDiffusionPipeline") == 1 and inpaint.pipe.unet is text2image.pipe.unet
+
+
+def test_other_dtype_or_device_is_another_load(models, photo):
+    a = DptDepthBackend(checkpoint=str(models["dpt"]))
+    b = DptDepthBackend(checkpoint=str(models["dpt"]), dtype="bfloat16")
+    a.load(), b.load()
+    assert loads_of("dpt") == 2 and b.model.dtype == torch.bfloat16 and a.model.dtype == torch.float32
+
+
+# -- weights location and messages ----------------------------------------------------------------
+def test_weights_found_under_efe_model_dir_by_hub_id(models, photo, tmp_path, monkeypatch):
+    target = tmp_path / "Salesforce" / "blip-image-captioning-base"
+    target.parent.mkdir(parents=True)
+    target.symlink_to(models["blip-caption"], target_is_directory=True)
+    monkeypatch.setenv("EFE_MODEL_DIR", str(tmp_path))
+    captioner = BlipCaptionBackend()  # no options: the default checkpoint, found by its hub id
+    assert captioner.missing() == [] and "Salesforce/blip-image-captioning-base" in captioner.label
+    assert captioner.caption(photo).startswith("cat")
+    assert resolve_checkpoint("blip-caption") == str(target)
+
+
+def test_missing_weights_say_which_and_how(tmp_path, monkeypatch):
+    monkeypatch.setenv("EFE_MODEL_DIR", str(tmp_path))
+    monkeypatch.delenv("EFE_ALLOW_DOWNLOAD", raising=False)
+    sam = SamBackend(checkpoint="efe-tests/no-such-sam")
+    ok, why = sam.availability()
+    assert not ok and "efe-tests/no-such-sam" in why
+    assert f"hf download efe-tests/no-such-sam --local-dir {tmp_path}/efe-tests/no-such-sam" in why
+    with pytest.raises(BackendUnavailable, match="no-such-sam"):
+        sam.load()
+    # A withdrawn repo is fetched from its mirror into the folder named after the original id.
+    command = fetch_command("sd15", tmp_path)
+    assert command.startswith(f"hf download stable-diffusion-v1-5/stable-diffusion-v1-5 --local-dir {tmp_path}/runwayml/")
+    assert "runwayml/stable-diffusion-v1-5" in missing_weights_message("sd15", tmp_path)
+    # Only with the user's consent does a hub id count as loadable (from_pretrained downloads it).
+    assert resolve_checkpoint("sam", tmp_path, allow_download=True) == "facebook/sam-vit-huge"
+
+
+def test_devices_and_dtypes():
+    assert parse_load_spec("Text2Box_cuda:0,Segmenting_cuda:0,Inpainting_cuda:1") == {
+        "Text2Box": "cuda:0", "Segmenting": "cuda:0", "Inpainting": "cuda:1"}  # fmt: skip
+    assert validate_device("CUDA") == "cuda:0" and dtype_name_for("cuda:1") == "float16" and dtype_name_for("cpu") == "float32"
+    with pytest.raises(ValueError, match="unknown device"):
+        parse_load_spec("Text2Box_gpu0")
+    with pytest.raises(ValueError, match="Name_device"):
+        parse_load_spec("Text2Box")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        SamBackend(dtype="float8")
+
+
+# -- memory estimates -----------------------------------------------------------------------------
+def test_parameter_counts_from_headers_match_the_models(models):
+    from diffusers import StableDiffusionPipeline
+    from transformers import DPTForDepthEstimation, SamModel
+
+    assert count_parameters(models["dpt"]) == DPTForDepthEstimation.from_pretrained(models["dpt"]).num_parameters()
+    assert count_parameters(models["sam"]) == SamModel.from_pretrained(models["sam"]).num_parameters()
+    pipe = StableDiffusionPipeline.from_pretrained(models["sd-base"])
+    expected = sum(p.numel() for m in (pipe.unet, pipe.vae, pipe.text_encoder) for p in m.parameters())
+    assert count_parameters(models["sd-base"]) == expected
+
+
+def test_memory_estimates_without_loading(models, tmp_path, monkeypatch):
+    monkeypatch.setenv("EFE_MODEL_DIR", str(tmp_path))  # no weights there: published counts
+    canny = estimate_memory("CannyText2Image")
+    gib = 1024**3
+    assert 3.0 * gib < canny < 5.0 * gib  # SD 1.5 + ControlNet in fp16 + working memory
+    assert estimate_memory("Generate Image Condition On Canny Image") == canny
+    assert estimate_memory("CannyText2Image", device="cpu") > canny  # fp32 on CPU
+    assert estimate_memory("Image2Canny") is None  # an annotator, not a reference model
+    # A folder on disk is counted exactly: fp16 bytes of its parameters + working memory.
+    sam_params = count_parameters(models["sam"])
+    assert estimate_memory(str(models["sam"])) == sam_params * 2 + int(0.5 * gib)
+    # Tools on one device share models: GroundingDINO and SAM are counted once for all three.
+    placed = estimate_placement("Text2Box_cuda:0,Segmenting_cuda:0,ObjectSegmenting_cuda:0,Inpainting_cuda:1")
+    assert placed["cuda:0"] == estimate_memory("ObjectSegmenting") < estimate_memory("Text2Box") + estimate_memory("Segmenting")
+    assert placed["cuda:1"] == estimate_memory("Inpainting")
+    assert shared.loaded() == []  # nothing was loaded to estimate
+
+
+def test_registry_rows_get_estimates_keyed_by_name():
+    class Row:  # the fields of tools.registry.ToolInfo that the estimate reads
+        def __init__(self, name, gpt4tools_name, load_name):
+            self.name, self.gpt4tools_name, self.load_name = name, gpt4tools_name, load_name
+
+    rows = [Row("detect_the_give_object", "Detect the Give Object", "Text2Box"),
+            Row("edge_detection_on_image", "Edge Detection On Image", "Image2Canny")]  # fmt: skip
+    assert estimate_memory(rows, device="cuda:0") == {"detect_the_give_object": estimate_memory("Text2Box")}
