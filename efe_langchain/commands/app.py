@@ -1,0 +1,71 @@
+"""``efe app``: start the Streamlit app (chat with your images) on the embedded default model.
+
+The page itself is ``efe_langchain/ui/app.py`` so that it ships inside the installed package;
+``apps/streamlit_app.py`` in a checkout runs the same page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["add_arguments", "run", "streamlit_command", "page_path"]
+
+
+def page_path() -> Path:
+    from efe_langchain.ui import app
+
+    return Path(app.__file__).resolve()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workspace",
+        default=None,
+        help="folder for images and the saved conversations (default: $EFE_WORKSPACE or ./workspace)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
+    parser.add_argument("--port", type=int, default=8501, help="port (default: %(default)s)")
+    parser.add_argument("--headless", action="store_true", help="do not open a browser window")
+    parser.add_argument(
+        "streamlit_args",
+        nargs=argparse.REMAINDER,
+        help="further options for `streamlit run` after `--`, e.g. -- --theme.base dark",
+    )
+
+
+def streamlit_command(args: argparse.Namespace) -> list[str]:
+    """The ``streamlit run`` command line ``efe app`` executes."""
+    extra = list(args.streamlit_args or [])
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(page_path()),
+        "--server.address", args.host,
+        "--server.port", str(args.port),
+        # Usage statistics would try to reach the network from the user's browser.
+        "--browser.gatherUsageStats", "false",
+    ]
+    if args.headless:
+        cmd += ["--server.headless", "true"]
+    return cmd + extra
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import streamlit  # noqa: F401
+    except ModuleNotFoundError:
+        print("efe app: streamlit is not installed; install the app extra: pip install 'efe-langchain[app]'", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    if args.workspace:
+        env["EFE_WORKSPACE"] = str(Path(args.workspace).expanduser().resolve())
+    cmd = streamlit_command(args)
+    print(f"efe app: http://{args.host}:{args.port}  (workspace: {env.get('EFE_WORKSPACE') or Path('workspace').resolve()})")
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,249 @@
+"""What the app builds and asks of the agent, without Streamlit: model choices, the tool list for
+the sidebar, the agent over a workspace, and one turn as transcript items.
+
+``app.py`` wraps the builders in ``st.cache_resource``; tests can call them directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from efe_langchain.ui.transcript import Answer, Item, ToolStep, format_tool_input, workspace_images
+
+__all__ = [
+    "MODEL_KINDS",
+    "ModelChoice",
+    "default_choice",
+    "workspace_root",
+    "conversations_db",
+    "build_model",
+    "ToolRow",
+    "devices",
+    "tool_rows",
+    "AppAgent",
+    "build_agent",
+    "TurnError",
+    "turn_items",
+]
+
+MODEL_KINDS = {
+    "embedded": "Embedded: SmolLM2-135M-Instruct (+ EFE LoRA when installed)",
+    "local": "Local model + LoRA adapters",
+    "openai": "OpenAI model (needs an API key)",
+}
+CONVERSATIONS_FILE = "conversations.sqlite"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model the user picked in the sidebar (hashable: it keys the model cache)."""
+
+    kind: str = "embedded"
+    base: str = ""
+    adapters: tuple[str, ...] = ()
+    openai_model: str = ""
+
+    @classmethod
+    def make(cls, kind: str, base: str = "", adapters: str | Sequence[str] = "", openai_model: str = "", *, has_key: bool = False) -> "ModelChoice":
+        """A checked choice; raises ValueError with what is missing."""
+        if kind not in MODEL_KINDS:
+            raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+        if isinstance(adapters, str):
+            adapters = [a for a in (p.strip() for p in adapters.split(",")) if a]
+        if kind == "embedded":
+            return cls("embedded")
+        if kind == "local":
+            if not base.strip():
+                raise ValueError("a local model needs a base model: a folder, a GGUF file or a hub id")
+            return cls("local", base.strip(), tuple(adapters))
+        if not has_key:
+            raise ValueError("an OpenAI model needs an API key (set OPENAI_API_KEY or type one)")
+        if not openai_model.strip():
+            raise ValueError("name the OpenAI model, e.g. gpt-4o-mini")
+        return cls("openai", openai_model=openai_model.strip())
+
+    @property
+    def label(self) -> str:
+        if self.kind == "embedded":
+            return "embedded SmolLM2-135M"
+        if self.kind == "local":
+            extra = f" + {len(self.adapters)} adapter{'s' if len(self.adapters) > 1 else ''}" if self.adapters else ""
+            return f"{Path(self.base).name or self.base}{extra}"
+        return f"OpenAI {self.openai_model}"
+
+
+def default_choice() -> ModelChoice:
+    return ModelChoice("embedded")
+
+
+def workspace_root() -> Path:
+    """Where images and conversations live: ``$EFE_WORKSPACE`` or ``./workspace``."""
+    from efe_langchain.workspace import default_root
+
+    root = default_root()
+    (root / "image").mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def conversations_db(root: str | Path) -> Path:
+    return Path(root) / CONVERSATIONS_FILE
+
+
+def build_model(choice: ModelChoice, openai_key: str | None = None) -> Any:
+    """The loaded model: our ``LocalLLM`` for local choices (wrapped per agent so the decoding
+    switch costs no reload), a ``ChatOpenAI`` for OpenAI."""
+    if choice.kind == "embedded":
+        from efe_langchain.llm import load_embedded_llm
+
+        return load_embedded_llm()
+    if choice.kind == "local":
+        from efe_langchain.llm import LocalLLM
+
+        return LocalLLM.from_pretrained(choice.base, adapters=list(choice.adapters))
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(model=choice.openai_model, api_key=openai_key, temperature=0)
+
+
+@dataclass(frozen=True)
+class ToolRow:
+    """One line of the sidebar's tool list."""
+
+    name: str  # LangChain name, what load_tools takes
+    title: str  # GPT4Tools name, what the user and the local model read
+    available: bool
+    reason: str = ""  # why it cannot run, and how to fix that
+    backends: str = ""  # e.g. "opencv-canny (classical) · cpu"
+
+    @property
+    def detail(self) -> str:
+        return self.backends if self.available else f"unavailable: {self.reason}"
+
+
+def devices() -> list[str]:
+    """The devices tools can run on here, CPU first."""
+    found = ["cpu"]
+    try:
+        import torch
+
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    except Exception:  # torch missing or broken: the CPU still works for the classical tools
+        pass
+    return found
+
+
+def tool_rows(device: str = "cpu") -> list[ToolRow]:
+    """Every tool the registry knows, with the backends it would run on and why it cannot run."""
+    from efe_langchain.tools.registry import list_tools
+
+    rows = []
+    for info in list_tools(device=device):
+        labels = {b.name: f"{b.name} ({b.kind})" for b in info.backends}
+        chosen = ", ".join(dict.fromkeys(labels.get(name, name) for name in info.chosen.values()))
+        rows.append(
+            ToolRow(
+                name=info.name,
+                title=info.gpt4tools_name or info.name,
+                available=info.available,
+                reason=info.reason,
+                backends=f"{chosen} · {device}" if chosen else device,
+            )
+        )
+    return rows
+
+
+@dataclass
+class AppAgent:
+    """The agent of one sidebar setting, and a lock: the local model runs one turn at a time, so
+    two browser tabs take turns instead of interleaving on one KV cache."""
+
+    agent: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def display_names(self) -> dict[str, str]:
+        return {t.name: getattr(t, "gpt4tools_name", None) or t.name for t in self.agent.tools}
+
+
+def build_agent(
+    model: Any,
+    choice: ModelChoice,
+    tools: Sequence[str],
+    constrained: bool,
+    workspace_root: str | Path,
+    device: str = "cpu",
+) -> AppAgent:
+    """An ``EFEAgent`` over the picked tools, with conversations in the workspace's SQLite file."""
+    from efe_langchain.agent import EFEAgent
+    from efe_langchain.tools.registry import load_tools
+    from efe_langchain.workspace import Workspace
+
+    workspace = Workspace(workspace_root)
+    if choice.kind != "openai":
+        from efe_langchain.chat_model import ChatEFE
+
+        model = ChatEFE(llm=model, constrained=constrained)
+    loaded = load_tools(list(tools), workspace=workspace, device=device) if tools else []
+    agent = EFEAgent(
+        model=model,
+        tools=loaded,
+        workspace=workspace,
+        checkpointer=f"sqlite:{conversations_db(workspace_root)}",
+    )
+    return AppAgent(agent)
+
+
+class TurnError(Exception):
+    """The agent ended a turn with an error message (already saved in the conversation or not)."""
+
+
+def turn_items(app: AppAgent, text: str, thread_id: str) -> Iterator[list[Item]]:
+    """One turn, as the transcript items each agent event creates or completes.
+
+    A ``tool_call`` opens a :class:`ToolStep`; its ``tool_result`` completes it (results come in
+    call order); a ``final`` answer is an :class:`Answer`; an ``error`` raises :class:`TurnError`
+    after what came before it has been yielded.
+    """
+    root = app.agent.workspace.root
+    pending: list[ToolStep] = []
+    with app.lock:
+        for event in app.agent.stream(text, thread_id):
+            if event.kind == "tool_call":
+                react_text = (event.raw or {}).get("react_text")
+                step = ToolStep(
+                    call_id=str((event.raw or {}).get("id") or f"call_{len(pending)}"),
+                    tool=event.tool or "tool",
+                    tool_input=format_tool_input(event.tool_input, react_text),
+                )
+                pending.append(step)
+                yield [step]
+            elif event.kind == "tool_result":
+                step = next((s for s in pending if not s.done and s.tool == event.tool), None)
+                if step is None:
+                    step = ToolStep(f"result_{len(pending)}", event.tool or "tool", "")
+                    pending.append(step)
+                artifact = (event.raw or {}).get("artifact")
+                step.complete(
+                    event.output or "",
+                    failed=(event.raw or {}).get("status") == "error",
+                    artifact=artifact if isinstance(artifact, dict) else None,
+                    root=root,
+                )
+                yield [step]
+            elif event.kind == "final":
+                yield [Answer(event.text or "", workspace_images(event.text or "", root))]
+            else:
+                raise TurnError(event.text or "the turn ended with an error")
+
+
+def upload(app: AppAgent, data: bytes, thread_id: str) -> str:
+    """Store an upload in the workspace (GPT4Tools naming and size) and tell the conversation."""
+    with app.lock:
+        return app.agent.upload(data, thread_id)
+
+
+def history(app: AppAgent, thread_id: str) -> list:
+    return app.agent.history(thread_id)
