@@ -122,6 +122,11 @@ class EFETool(BaseTool):
             )
 
     @classmethod
+    def unusable_reason(cls, capability: str, backend: Backend) -> str:
+        """Why a backend that can run here still cannot serve this tool ("" when it can)."""
+        return ""
+
+    @classmethod
     def spec_load_name(cls) -> str:
         return cls.load_name or cls.spec().reference_class
 

@@ -55,6 +55,14 @@ class ControlNetTool(EFETool):
     plans: ClassVar = (("controlnet",),)
     args_schema: type[BaseModel] = ConditionInput
 
+    @classmethod
+    def unusable_reason(cls, capability, backend) -> str:
+        # One ControlNet backend serves all eight conditions; this tool needs its own weights.
+        present = getattr(backend, "conditions_present", None)
+        if capability == "controlnet" and callable(present) and cls.condition not in present():
+            return f"the {cls.condition} ControlNet weights are not here"
+        return ""
+
     def _execute(self, image_path: str, text: str, seed: int | None = None) -> tuple[str, dict]:
         cond = self.open(image_path)
         out = self.backend("controlnet").controlnet(self.condition, cond, text, seed)

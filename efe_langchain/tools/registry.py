@@ -260,6 +260,7 @@ def _candidates(
     prefer: Sequence[str] | None,
     options: dict | None,
     need_prompt: bool,
+    tool_cls: type[EFETool] | None = None,
 ) -> list[tuple[BackendInfo, Backend | None]]:
     out = []
     for path, cls in backend_classes(capability):
@@ -274,6 +275,13 @@ def _candidates(
             ok, why = False, f"availability check failed: {type(exc).__name__}: {exc}"
         if ok and need_prompt and not getattr(cls, "follows_prompt", True):
             ok, why = False, "cannot follow a prompt (fills holes only), which this tool needs"
+        if ok and tool_cls is not None:
+            try:
+                unusable = tool_cls.unusable_reason(capability, inst)
+            except Exception as exc:
+                unusable = f"check failed: {type(exc).__name__}: {exc}"
+            if unusable:
+                ok, why = False, unusable
         out.append((BackendInfo(capability, path, cls.name, cls.kind, cls.label, ok, why if not ok else ""), inst))
     if prefer:
         order = list(prefer) + [k for k in KIND_ORDER if k not in prefer]
@@ -299,7 +307,7 @@ def _resolve(tool_cls, device, prefer, options):
     for plan in tool_cls.plans:
         chosen: dict[str, Backend] = {}
         for cap in plan:
-            cands = _candidates(cap, device, prefer, options, cap in tool_cls.needs_prompt)
+            cands = _candidates(cap, device, prefer, options, cap in tool_cls.needs_prompt, tool_cls)
             for info, _ in cands:
                 if (cap, info.path) not in seen:
                     seen.add((cap, info.path))
