@@ -368,6 +368,24 @@ def test_detector_finds_faces_people_and_quoted_text(pose, faces, ocr, astronaut
     assert detector.detect(text_image[0], "people") == []
 
 
+def test_detector_segments_people_faces_and_text(pose, faces, ocr, astronaut, text_image):
+    detector = EmbeddedDetector(faces=faces, pose=pose, ocr=ocr)
+    person = detector.segment_object(astronaut, "the woman")
+    assert person.dtype == bool and person.shape == (512, 512)
+    assert np.array_equal(person, MediaPipePersonSegmentation(pose=pose).person_mask(astronaut))
+    face = detector.segment_object(astronaut, "her face")
+    assert face.any() and not (face & ~person).any()  # the part of her inside the face box
+    ys, xs = np.nonzero(face)
+    assert _inside([xs.min(), ys.min(), xs.max(), ys.max()], FACE_REGION, slack=12)
+    words = detector.segment_object(text_image[0], "'OPEN'")
+    ys, xs = np.nonzero(words)
+    assert _overlap(text_image[1]["OPEN SOURCE"], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]) > 0.9
+    assert not words[200:].any()  # the other line is not asked for
+    assert not detector.segment_object(text_image[0], "person").any()
+    with pytest.raises(UnsupportedQuery):
+        detector.segment_object(astronaut, "the helmet")
+
+
 def test_detector_says_what_it_cannot_find(pose, faces, ocr, astronaut):
     detector = EmbeddedDetector(faces=faces, pose=pose, ocr=ocr)
     assert not detector.knows("a rocket") and detector.knows("two women")

@@ -1,5 +1,5 @@
-"""A text-to-box finder built from the embedded detectors. It knows three things only: faces,
-people and text, and says so for anything else instead of guessing.
+"""A text-to-box (and text-to-mask) finder built from the embedded detectors. It knows three
+things only: faces, people and text, and says so for anything else instead of guessing.
 """
 
 from __future__ import annotations
@@ -43,7 +43,12 @@ def categories_in(text: str) -> list[str]:
 
 
 class EmbeddedDetector(Backend):
-    """Faces (BlazeFace), people (BlazePose per-person masks) and text lines (RapidOCR)."""
+    """Faces (BlazeFace), people (BlazePose per-person masks) and text lines (RapidOCR).
+
+    ``segment_object`` gives people their BlazePose masks (a box segmenter would cut a person
+    worse), faces the person mask inside the face box (an ellipse where no body was found) and
+    text lines their boxes.
+    """
 
     name = "embedded-faces-people-text"
     kind = "embedded"
@@ -51,7 +56,7 @@ class EmbeddedDetector(Backend):
         "Box finder from the embedded detectors that ONLY knows faces, people and text "
         "(MediaPipe BlazeFace and BlazePose, RapidOCR); it cannot find any other object"
     )
-    capabilities = ("detect",)
+    capabilities = ("detect", "segment_object")
 
     def __init__(self, device: str = "cpu", faces=None, pose=None, ocr=None, **options) -> None:
         super().__init__(device, **options)
@@ -73,13 +78,9 @@ class EmbeddedDetector(Backend):
     def knows(self, text: str) -> bool:
         return bool(categories_in(text))
 
-    def detect(self, image, text: str) -> list[dict]:
-        """Boxes ``[x0, y0, x1, y1]`` with ``score`` and ``label`` (face, person or text) for what
-        ``text`` asks for. A quoted word (``the word "EXIT"``) keeps only text lines containing it.
-
-        Raises UnsupportedQuery when ``text`` names none of faces, people or text, and
-        BackendUnavailable when the part it needs cannot run here.
-        """
+    @staticmethod
+    def _query(text: str) -> tuple[list[str], list[str]]:
+        """(categories asked for, quoted strings) or UnsupportedQuery."""
         if not isinstance(text, str) or not text.strip():
             raise UnsupportedQuery("say what to find: faces, people or text")
         wanted = categories_in(text)
@@ -92,6 +93,16 @@ class EmbeddedDetector(Backend):
                 f"{text.strip()!r}. Finding other objects needs a reference detector such as "
                 "GroundingDINO (see `efe tools` for how to install its weights)."
             )
+        return wanted, quoted
+
+    def detect(self, image, text: str) -> list[dict]:
+        """Boxes ``[x0, y0, x1, y1]`` with ``score`` and ``label`` (face, person or text) for what
+        ``text`` asks for. A quoted word (``the word "EXIT"``) keeps only text lines containing it.
+
+        Raises UnsupportedQuery when ``text`` names none of faces, people or text, and
+        BackendUnavailable when the part it needs cannot run here.
+        """
+        wanted, quoted = self._query(text)
         found: list[dict] = []
         if "face" in wanted:
             found += [dict(d, label="face") for d in self.faces_backend.faces(image)]
@@ -107,3 +118,39 @@ class EmbeddedDetector(Backend):
                     continue
                 found.append({"box": line["box"], "score": line["score"], "label": "text", "text": line["text"]})
         return found
+
+    def segment_object(self, image, text: str):
+        """bool HxW mask of what ``text`` asks for (faces, people or text); all False if none.
+
+        Raises UnsupportedQuery like ``detect``.
+        """
+        import cv2
+        import numpy as np
+
+        wanted, quoted = self._query(text)
+        width, height = image.size
+        mask = np.zeros((height, width), dtype=bool)
+        people = self.pose_backend.people(image) if {"person", "face"} & set(wanted) else []
+        bodies = np.zeros_like(mask)
+        for person in people:
+            bodies |= person["mask"]
+        if "person" in wanted:
+            mask |= bodies
+        if "face" in wanted:
+            for face in self.faces_backend.faces(image):
+                x0, y0, x1, y1 = face["box"]
+                inside = bodies[y0:y1, x0:x1]
+                if inside.size and inside.mean() > 0.3:
+                    mask[y0:y1, x0:x1] |= inside
+                else:
+                    oval = np.zeros((height, width), dtype=np.uint8)
+                    centre = ((x0 + x1) // 2, (y0 + y1) // 2)
+                    cv2.ellipse(oval, centre, (max(1, (x1 - x0) // 2), max(1, (y1 - y0) // 2)), 0, 0, 360, 1, -1)
+                    mask |= oval.astype(bool)
+        if "text" in wanted:
+            for line in self.ocr_backend.ocr(image):
+                if quoted and not any(q in line["text"].lower() for q in quoted):
+                    continue
+                x0, y0, x1, y1 = line["box"]
+                mask[y0:y1, x0:x1] = True
+        return mask
