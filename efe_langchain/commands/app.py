@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="folder for images and the saved conversations (default: $EFE_WORKSPACE or ./workspace)",
     )
+    parser.add_argument(
+        "--load",
+        default=None,
+        help="tools selected at start, as a GPT4Tools spec: Image2Canny_cpu,ImageEditing_cpu (default: every tool that can run)",
+    )
+    parser.add_argument("--max-tool-steps", type=int, default=None, help="tool steps per turn at most (default: 6)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
     parser.add_argument("--port", type=int, default=8501, help="port (default: %(default)s)")
     parser.add_argument("--headless", action="store_true", help="do not open a browser window")
@@ -63,6 +69,15 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.workspace:
         env["EFE_WORKSPACE"] = str(Path(args.workspace).expanduser().resolve())
+    if args.load:
+        from efe_langchain.ui.agent_setup import preset_tools
+
+        preset_tools(args.load)  # an unknown tool name fails here, with close matches, not in the page
+        env["EFE_LOAD"] = args.load
+    if args.max_tool_steps is not None:
+        if args.max_tool_steps < 1:
+            raise ValueError("--max-tool-steps must be at least 1")
+        env["EFE_MAX_TOOL_STEPS"] = str(args.max_tool_steps)
     cmd = streamlit_command(args)
     print(f"efe app: http://{args.host}:{args.port}  (workspace: {env.get('EFE_WORKSPACE') or Path('workspace').resolve()})")
     try:

@@ -6,6 +6,7 @@ the sidebar, the agent over a workspace, and one turn as transcript items.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ __all__ = [
     "MODEL_KINDS",
     "ModelChoice",
     "default_choice",
+    "preset_tools",
+    "default_max_tool_steps",
     "workspace_root",
     "conversations_db",
     "build_model",
@@ -35,6 +38,30 @@ MODEL_KINDS = {
     "openai": "OpenAI model (needs an API key)",
 }
 CONVERSATIONS_FILE = "conversations.sqlite"
+# Start-up settings ``efe app`` passes to the page (the GPT4Tools app's ``--load`` spec, and a
+# bound on tool steps per turn); the sidebar starts from them and the user can change them.
+LOAD_ENV = "EFE_LOAD"
+MAX_STEPS_ENV = "EFE_MAX_TOOL_STEPS"
+DEFAULT_MAX_TOOL_STEPS = 6
+
+
+def preset_tools(spec: str | None = None) -> set[str] | None:
+    """The tool names a ``--load`` spec (``"Image2Canny_cpu,ImageEditing_cpu"``) selects, or None
+    (every tool that can run) when no spec is given; raises ValueError for an unknown name."""
+    spec = os.environ.get(LOAD_ENV, "") if spec is None else spec
+    if not spec.strip():
+        return None
+    from efe_langchain.tools.base import snake_name
+    from efe_langchain.tools.registry import parse_spec
+
+    return {snake_name(cls.spec().name) for cls, _ in parse_spec(spec)}
+
+
+def default_max_tool_steps() -> int:
+    try:
+        return max(1, int(os.environ.get(MAX_STEPS_ENV, DEFAULT_MAX_TOOL_STEPS)))
+    except ValueError:
+        return DEFAULT_MAX_TOOL_STEPS
 
 
 @dataclass(frozen=True)
@@ -175,6 +202,7 @@ def build_agent(
     constrained: bool,
     workspace_root: str | Path,
     device: str = "cpu",
+    max_tool_steps: int = DEFAULT_MAX_TOOL_STEPS,
 ) -> AppAgent:
     """An ``EFEAgent`` over the picked tools, with conversations in the workspace's SQLite file."""
     from efe_langchain.agent import EFEAgent
@@ -192,6 +220,7 @@ def build_agent(
         tools=loaded,
         workspace=workspace,
         checkpointer=f"sqlite:{conversations_db(workspace_root)}",
+        max_tool_steps=max_tool_steps,
     )
     return AppAgent(agent)
 

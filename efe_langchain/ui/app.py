@@ -51,10 +51,16 @@ def _cached_tool_rows(device: str):
 
 @st.cache_resource(show_spinner="Preparing the agent and its tools…", max_entries=4)
 def _cached_agent(
-    choice: ModelChoice, openai_key: str, tools: tuple[str, ...], constrained: bool, workspace_root: str, device: str
+    choice: ModelChoice,
+    openai_key: str,
+    tools: tuple[str, ...],
+    constrained: bool,
+    workspace_root: str,
+    device: str,
+    max_tool_steps: int,
 ):
     model = _cached_model(choice, openai_key)
-    return agent_setup.build_agent(model, choice, tools, constrained, workspace_root, device)
+    return agent_setup.build_agent(model, choice, tools, constrained, workspace_root, device, max_tool_steps)
 
 
 # -- the conversation id in the URL ---------------------------------------------------------------
@@ -112,13 +118,18 @@ def _model_form() -> tuple[ModelChoice, str]:
 
 def _tools_picker(rows: list[agent_setup.ToolRow]) -> tuple[str, ...]:
     available = [r for r in rows if r.available]
+    try:
+        preset = agent_setup.preset_tools()
+    except ValueError as exc:
+        st.error(f"{agent_setup.LOAD_ENV}: {exc}")
+        preset = None
     picked: list[str] = []
     with st.expander(f"Tools: {len(available)} of {len(rows)} can run here", expanded=False):
         st.caption("Untick a tool to keep it from the agent. Greyed tools cannot run on this machine; hover for why.")
         for row in rows:
             on = st.checkbox(
                 row.title,
-                value=row.available,
+                value=row.available and (preset is None or row.name in preset),
                 key=f"tool-{row.name}",
                 disabled=not row.available,
                 help=row.detail,
@@ -187,11 +198,18 @@ def main() -> None:
             help="Local models only: the tool name, the image path and the number of arguments are "
             "chosen among what the prompt allows, inside generation. Free text stays free.",
         )
+        max_steps = st.number_input(
+            "Tool steps per turn, at most",
+            min_value=1,
+            max_value=20,
+            value=agent_setup.default_max_tool_steps(),
+            help="A model that keeps calling tools is stopped after this many steps.",
+        )
         st.caption(f"Workspace: `{root}`  \nConversation: `{thread_id}`")
 
     agent = None
     try:
-        agent = _cached_agent(choice, openai_key, tools, constrained and choice.kind != "openai", str(root), device)
+        agent = _cached_agent(choice, openai_key, tools, constrained and choice.kind != "openai", str(root), device, int(max_steps))
     except Exception as exc:
         st.error(f"Could not load {choice.label}: {type(exc).__name__}: {exc}")
         print(traceback.format_exc(), flush=True)
