@@ -35,6 +35,8 @@ __all__ = ["ToolChoice", "ReActDecoder", "FINAL_ANSWER_STOPS"]
 # A final answer ends where the model starts a new protocol line or imagines the next turn.
 FINAL_ANSWER_STOPS = tuple(STOP_SEQUENCES) + ("\nThought:", "\nAction:")
 _NEG_INF = float("-inf")
+# (tokenizer id, banned substrings, vocab size) -> mask; decoding the vocabulary takes ~0.5 s.
+_BAN_MASKS: dict[tuple, torch.Tensor] = {}
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,6 @@ class ReActDecoder:
         self._cache = None
         self._logp: torch.Tensor | None = None
         self._piece_cache: dict[str, list[int]] = {}
-        self._first_ban: dict[tuple[str, ...], torch.Tensor] = {}
         self.stats = {"forwards": 0, "tokens_computed": 0, "tokens_reused": 0}
         eos = set()
         for src in (getattr(tokenizer, "eos_token_id", None), getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
@@ -234,18 +235,18 @@ class ReActDecoder:
     # ---------------------------------------------------------------- free text
     def _ban_mask(self, banned_substrings: tuple[str, ...], size: int) -> torch.Tensor:
         """Tokens that may not START a text argument (they would end it empty)."""
-        key = banned_substrings + (str(size),)
-        mask = self._first_ban.get(key)
+        key = (id(self.tokenizer), banned_substrings, size)
+        mask = _BAN_MASKS.get(key)
         if mask is None:
             n = min(size, len(self.tokenizer))
             texts = self.tokenizer.batch_decode([[i] for i in range(n)])
-            mask = torch.ones(size, dtype=torch.bool)
-            for i, t in enumerate(texts):
-                mask[i] = (not t.strip()) or any(s in t for s in banned_substrings)
+            flags = [(not t.strip()) or any(s in t for s in banned_substrings) for t in texts]
+            flags += [True] * (size - n)  # ids past the tokenizer's vocabulary are padding rows
+            mask = torch.tensor(flags, dtype=torch.bool)
             for e in self.eos_ids:
                 if e < size:
                     mask[e] = True
-            self._first_ban[key] = mask
+            _BAN_MASKS[key] = mask
         return mask
 
     def iter_free(
@@ -328,20 +329,34 @@ class ReActDecoder:
             return self._constrained_step(prompt, [ToolChoice.from_tool(t) for t in tools], image_paths, max_new_tokens)
 
     def _constrained_step(self, prompt, tools: list[ToolChoice], image_paths, max_new_tokens: int) -> str:
+        ids = self.encode_prompt(prompt) + self.encode_piece(THOUGHT_PREFIX)
+        if tools and self.choose(ids, [" Yes", " No"])[0] == 0:
+            return self._tool_call(ids, tools, image_paths, prompt)
+        return self._final_answer(ids, max_new_tokens)
+
+    def tool_call(self, prompt: str, tools: Sequence[ToolChoice], image_paths: Sequence[str] | None = None) -> str:
+        """The constrained step given that a tool is used (evaluation asks "which tool, if one?")."""
+        if not tools:
+            raise ValueError("a tool call needs at least one listed tool")
+        with self.lock:
+            ids = self.encode_prompt(prompt) + self.encode_piece(THOUGHT_PREFIX)
+            return self._tool_call(ids, [ToolChoice.from_tool(t) for t in tools], image_paths, prompt)
+
+    def final_answer(self, prompt: str, max_new_tokens: int = 128) -> str:
+        """The constrained step given that the model answers without a tool."""
+        with self.lock:
+            return self._final_answer(self.encode_prompt(prompt) + self.encode_piece(THOUGHT_PREFIX), max_new_tokens)
+
+    def _final_answer(self, ids: list[int], max_new_tokens: int) -> str:
+        ids += self.encode_piece(" No") + self.encode_piece("\nAI:")
+        answer = "".join(self.iter_free(ids, stop=FINAL_ANSWER_STOPS, max_new_tokens=max_new_tokens, ban_first=("\n",)))
+        return f"{THOUGHT_PREFIX} No\nAI: {answer.strip()}"
+
+    def _tool_call(self, ids: list[int], tools: list[ToolChoice], image_paths, prompt: str) -> str:
         if image_paths is None:
             image_paths = extract_image_paths(prompt)
         image_paths = list(dict.fromkeys(p for p in image_paths if p))
-        ids = self.encode_prompt(prompt) + self.encode_piece(THOUGHT_PREFIX)
-        use_tool = False
-        if tools:
-            which, toks = self.choose(ids, [" Yes", " No"])
-            use_tool = which == 0
-        if not use_tool:
-            ids += self.encode_piece(" No") + self.encode_piece("\nAI:")
-            answer = "".join(self.iter_free(ids, stop=FINAL_ANSWER_STOPS, max_new_tokens=max_new_tokens, ban_first=("\n",)))
-            return f"{THOUGHT_PREFIX} No\nAI: {answer.strip()}"
-
-        ids += toks + self.encode_piece("\nAction:")
+        ids += self.encode_piece(" Yes") + self.encode_piece("\nAction:")
         which, toks = self.choose(ids, [f" {t.name}\n" for t in tools])
         tool = tools[which]
         ids += toks + self.encode_piece("Action Input:")

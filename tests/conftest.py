@@ -6,7 +6,13 @@ embedded model does, so decoding logic is exercised on realistic token boundarie
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Tests run beside other test runs on a 2-core machine; two spinning OpenMP threads per process
+# then make small matmuls ~20x slower than one thread. Set OMP_NUM_THREADS to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

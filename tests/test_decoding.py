@@ -1,0 +1,172 @@
+"""Constrained ReAct decoding on tiny random models: the schema holds whatever the weights say."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import build_tiny_lm
+from efe_langchain.decoding import ReActDecoder, ToolChoice
+from efe_langchain.prompts import load_tool_specs, tool_spec
+from efe_langchain.react import (
+    FinalAnswer,
+    ToolCall,
+    parse,
+    render_history,
+    render_image_turn,
+    render_prompt,
+    render_scratchpad,
+    split_args,
+)
+
+IMAGES = ["image/ab12cd34.png", "image/5f0e9a1b.png"]
+
+
+def _conversation(specs, new_input="Make the picture look like a pencil drawing", scratchpad=""):
+    history = "\n".join(
+        [render_image_turn(IMAGES[0], "a dog on the grass"), render_image_turn(IMAGES[1], "a red car on a street")]
+    )
+    return render_prompt(specs, history, new_input, scratchpad)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(smollm2_tokenizer):
+    """Three differently seeded random models: the constraints must hold for each."""
+    return [build_tiny_lm(smollm2_tokenizer, seed=s) for s in range(3)]
+
+
+def _tool_sets():
+    specs = load_tool_specs()
+    two_arg = [s for s in specs if s.n_args == 2]
+    no_image = [s for s in specs if not s.takes_image]
+    assert two_arg and no_image, "the GPT4Tools list has 2-argument tools and tools without an image"
+    return [specs[:6], two_arg, no_image + two_arg[:1], list(specs)]
+
+
+def test_tool_choice_from_spec():
+    spec = tool_spec("Edge Detection On Image")
+    choice = ToolChoice.from_tool(spec)
+    assert choice == ToolChoice("Edge Detection On Image", n_args=spec.n_args, takes_image=True)
+    assert ToolChoice.from_tool(choice) is choice
+
+
+def test_tool_call_always_valid_from_random_models(tiny_models, smollm2_tokenizer):
+    """A random model must still name a listed tool, an existing image and the right arg count."""
+    seen_tools = set()
+    for model in tiny_models:
+        dec = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=8)
+        for specs in _tool_sets():
+            prompt = _conversation(specs)
+            text = dec.tool_call(prompt, [ToolChoice.from_tool(s) for s in specs])
+            assert "Observation" not in text
+            result = parse(text, [s.name for s in specs])
+            assert isinstance(result, ToolCall), text
+            spec = next(s for s in specs if s.name == result.tool)
+            seen_tools.add(spec.name)
+            args = split_args(result.tool_input, spec.n_args)
+            assert len(args) == spec.n_args, text
+            assert all(a for a in args), f"empty argument in {text!r}"
+            if spec.takes_image:
+                assert args[0] in IMAGES, text
+            if spec.n_args > 1:
+                # Exactly n_args parts: the free text before the last one holds no comma.
+                assert result.tool_input.count(",") >= spec.n_args - 1
+    assert len(seen_tools) >= 2, "choices should depend on the model, not be a fixed default"
+
+
+def test_explicit_image_candidates_restrict_the_choice(tiny_lm):
+    model, tok = tiny_lm
+    dec = ReActDecoder(model, tok)
+    spec = tool_spec("Edge Detection On Image")
+    only = ["image/ffff0000.png"]
+    text = dec.tool_call(_conversation([spec]), [ToolChoice.from_tool(spec)], image_paths=only)
+    assert text.endswith("Action Input: image/ffff0000.png")
+
+
+def test_step_is_a_tool_call_or_a_final_answer(tiny_models, smollm2_tokenizer):
+    for model in tiny_models:
+        dec = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=8)
+        specs = load_tool_specs()[:8]
+        text = dec.step(_conversation(specs), [ToolChoice.from_tool(s) for s in specs], constrained=True, max_new_tokens=12)
+        assert "Observation" not in text
+        assert text.startswith("Thought: Do I need to use a tool? ")
+        assert isinstance(parse(text, [s.name for s in specs]), (ToolCall, FinalAnswer)), text
+
+
+def test_final_answer_is_well_formed(tiny_lm):
+    model, tok = tiny_lm
+    dec = ReActDecoder(model, tok)
+    text = dec.final_answer(_conversation(load_tool_specs()[:3]), max_new_tokens=10)
+    assert text.startswith("Thought: Do I need to use a tool? No\nAI: ")
+    assert "\n" not in text.split("\nAI: ", 1)[1]
+    result = parse(text)
+    assert isinstance(result, FinalAnswer) and result.text
+
+
+def test_no_tools_means_a_final_answer(tiny_lm):
+    model, tok = tiny_lm
+    text = ReActDecoder(model, tok).step(_conversation([]), [], constrained=True, max_new_tokens=5)
+    assert text.startswith("Thought: Do I need to use a tool? No\nAI:")
+
+
+def test_tree_scoring_equals_scoring_each_candidate_alone(tiny_lm):
+    """One packed forward with a tree mask gives each candidate's own log-likelihood."""
+    model, tok = tiny_lm
+    dec = ReActDecoder(model, tok)
+    prefix = dec.encode_prompt(_conversation(load_tool_specs()[:5])) + dec.encode_piece("Thought: Do I need to use a tool? Yes\nAction:")
+    cands = [dec.encode_piece(f" {s.name}\n") for s in load_tool_specs()[:5]] + [dec.encode_piece(" x")]
+    packed = dec.score(prefix, cands)
+    with torch.inference_mode():
+        alone = []
+        for c in cands:
+            seq = torch.tensor([prefix + c])
+            logp = torch.log_softmax(model(input_ids=seq).logits[0].float(), dim=-1)
+            alone.append(sum(float(logp[len(prefix) - 1 + j, t]) for j, t in enumerate(c)))
+    assert packed == pytest.approx(alone, abs=1e-3)
+    # The cache holds the prefix only: the candidates' keys were dropped.
+    assert dec._cache.get_seq_length() == len(prefix) == dec.cached_tokens
+
+
+def test_prefix_cache_gives_the_same_steps_as_no_cache(tiny_lm):
+    """An agent's calls (a step, the next step after an observation, a new turn) with the cache
+    reused across them decode exactly what fresh, uncached calls decode."""
+    model, tok = tiny_lm
+    specs = [s for s in load_tool_specs() if s.n_args == 2][:2] + list(load_tool_specs()[:4])
+    tools = [ToolChoice.from_tool(s) for s in specs]
+    scratch = render_scratchpad([("Edge Detection On Image", IMAGES[0], "image/9a8b7c6d.png")])
+    turn2_history = "\n".join([render_image_turn(IMAGES[0], "a dog"), render_history([("Human", "hi"), ("AI", "hello")])])
+    prompts = [
+        _conversation(specs),
+        _conversation(specs, scratchpad=scratch),
+        render_prompt(specs, turn2_history, "what is in image/ab12cd34.png?", ""),
+        _conversation(specs),
+    ]
+    cached = ReActDecoder(model, tok, max_text_arg_tokens=6)
+    fresh_results = []
+    cached_results = []
+    for p in prompts:
+        fresh = ReActDecoder(model, tok, use_cache=False, max_text_arg_tokens=6)
+        fresh_results.append((fresh.tool_call(p, tools), fresh.step(p, tools, max_new_tokens=8), fresh.step(p, tools, constrained=False, max_new_tokens=8)))
+        cached_results.append((cached.tool_call(p, tools), cached.step(p, tools, max_new_tokens=8), cached.step(p, tools, constrained=False, max_new_tokens=8)))
+    assert cached_results == fresh_results
+    # Most of every prompt after the first came from the cache.
+    assert cached.stats["tokens_reused"] > 3 * cached.stats["tokens_computed"]
+
+
+def test_free_decoding_stops_inside_generation(tiny_lm):
+    """A stop string ends decoding where it appears; it is never emitted."""
+    model, tok = tiny_lm
+    dec = ReActDecoder(model, tok)
+    prompt = "Human: Tell me about the picture.\nAI:"
+    full = dec.complete(prompt, max_new_tokens=24)
+    assert len(full) > 6
+    stop = full[len(full) // 2 : len(full) // 2 + 3]
+    assert stop.strip(), f"pick a visible stop from {full!r}"
+    before = dec.stats["forwards"]
+    cut = dec.complete(prompt, stop=[stop], max_new_tokens=24)
+    used = dec.stats["forwards"] - before
+    assert cut == full[: full.find(stop)]
+    assert used < 24, "decoding must end at the stop string, not at max_new_tokens"
+    streamed = list(dec.stream(prompt, stop=[stop], max_new_tokens=24))
+    assert "".join(streamed) == cut
+    assert all(stop not in s for s in streamed)
