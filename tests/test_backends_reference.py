@@ -483,3 +483,65 @@ def test_registry_rows_get_estimates_keyed_by_name():
     rows = [Row("detect_the_give_object", "Detect the Give Object", "Text2Box"),
             Row("edge_detection_on_image", "Edge Detection On Image", "Image2Canny")]  # fmt: skip
     assert estimate_memory(rows, device="cuda:0") == {"detect_the_give_object": estimate_memory("Text2Box")}
+
+
+# -- the user's path: weights under $EFE_MODEL_DIR, tools from the registry, files in the workspace --
+@pytest.fixture
+def model_dir(models, tmp_path, monkeypatch):
+    """$EFE_MODEL_DIR laid out by hub id, as `hf download <id> --local-dir $EFE_MODEL_DIR/<id>` does."""
+    layout = {
+        "runwayml/stable-diffusion-v1-5": "sd-base",
+        "runwayml/stable-diffusion-inpainting": "sd-inpaint",
+        "timbrooks/instruct-pix2pix": "sd-instruct",
+        "fusing/stable-diffusion-v1-5-controlnet-canny": "sd-canny",
+        "fusing/stable-diffusion-v1-5-controlnet-depth": "sd-depth",
+        "IDEA-Research/grounding-dino-tiny": "grounding-dino",
+        "facebook/sam-vit-huge": "sam",
+        "Salesforce/blip-image-captioning-base": "blip-caption",
+        "Intel/dpt-large": "dpt",
+    }
+    root = tmp_path / "models"
+    for hub_id, key in layout.items():
+        (root / hub_id).parent.mkdir(parents=True, exist_ok=True)
+        (root / hub_id).symlink_to(models[key], target_is_directory=True)
+    monkeypatch.setenv("EFE_MODEL_DIR", str(root))
+    registry = pytest.importorskip("efe_langchain.tools.registry")
+    registry.clear_backend_cache()
+    yield root
+    registry.clear_backend_cache()
+
+
+def test_registry_prefers_reference_backends_and_tools_write_to_the_workspace(model_dir, photo, tmp_path):
+    from efe_langchain.tools.registry import load_tools
+    from efe_langchain.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    fast = {"steps": 2}
+    options = {"stable-diffusion": fast, "controlnet": fast, "sd-inpainting": fast, "instruct-pix2pix": fast,
+               "grounded-sam": {"box_threshold": 0.0, "text_threshold": 0.0}}  # fmt: skip
+    spec = ("Text2Image_cpu,CannyText2Image_cpu,DepthText2Image_cpu,LineText2Image_cpu,ImageCaptioning_cpu,"
+            "Image2Depth_cpu,InstructPix2Pix_cpu,ImageEditing.remove_cpu")  # fmt: skip
+    with pytest.warns(UserWarning, match="Generate Image Condition On Line Image"):  # no mlsd ControlNet here
+        tools = {t.spec_load_name(): t for t in load_tools(spec, ws, options=options)}
+    assert "LineText2Image" not in tools
+    for tool in tools.values():
+        assert all(b.kind == "reference" for b in tool.bind().values()), tool.name
+
+    source = ws.add_image(photo, resize=False)
+    outputs = {
+        "Text2Image": tools["Text2Image"].invoke({"text": "a cat", "seed": 1}),
+        "CannyText2Image": tools["CannyText2Image"].invoke({"image_path": source, "text": "a cat", "seed": 1}),
+        "DepthText2Image": tools["DepthText2Image"].invoke({"image_path": source, "text": "a cat", "seed": 1}),
+        "Image2Depth": tools["Image2Depth"].invoke({"image_path": source}),
+        "InstructPix2Pix": tools["InstructPix2Pix"].invoke({"image_path": source, "text": "make it red", "seed": 1}),
+    }
+    sizes = {"Text2Image": (64, 64)}
+    for load_name, rel in outputs.items():
+        path = ws.root / rel
+        assert path.is_file(), (load_name, rel)
+        assert Image.open(path).size == sizes.get(load_name, photo.size)
+    removed = tools["ImageEditing.remove"].invoke({"image_path": source, "text": "cat", "seed": 1})
+    assert (ws.root / removed).is_file() and Image.open(ws.root / removed).size == photo.size
+    assert tools["ImageCaptioning"].invoke({"image_path": source}).startswith("cat")
+    # Three SD tools and the ControlNets ran on one SD base; the inpainting checkpoint is separate.
+    assert loads_of("StableDiffusionPipeline") == 1 and loads_of("StableDiffusionInpaintPipeline") == 1
