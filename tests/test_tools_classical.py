@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from efe_langchain.backends.base import CAPABILITIES, KINDS
 from efe_langchain.backends.classical import (
+    AutoEnhance,
     CannyEdges,
     FelzenszwalbSegmenter,
     GrabCutSegmenter,
@@ -20,7 +21,7 @@ from efe_langchain.backends.classical import (
     TeleaInpaint,
 )
 
-ALL = [CannyEdges, LineSegments, HaarFaces, TeleaInpaint, GrabCutSegmenter, FelzenszwalbSegmenter, ImageQuality]
+ALL = [CannyEdges, LineSegments, HaarFaces, TeleaInpaint, GrabCutSegmenter, FelzenszwalbSegmenter, ImageQuality, AutoEnhance]
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +162,15 @@ def test_quality_measures_move_the_right_way(astronaut):
     assert noisy["noise_sigma"] > 4 * sharp["noise_sigma"] and "noisy" in noisy["verdict"]
     assert grey["colourfulness"] < 1 < sharp["colourfulness"]
     assert sharp["verdict"] == "no obvious problems"
+
+
+def test_auto_enhance_removes_a_colour_cast_and_adds_contrast():
+    coffee = np.asarray(data.coffee()).astype(float)
+    # A dull photo under warm light: less contrast, red up, blue down.
+    dull = np.clip((coffee - 128) * 0.4 + 128, 0, 255) * np.array([1.25, 1.0, 0.7])
+    img = Image.fromarray(dull.clip(0, 255).astype(np.uint8))
+    out = np.asarray(AutoEnhance().enhance(img)).astype(float)
+    means_in, means_out = np.asarray(img).reshape(-1, 3).mean(0), out.reshape(-1, 3).mean(0)
+    assert np.ptp(means_out) < 0.5 * np.ptp(means_in)  # channels closer together: cast gone
+    assert out.mean(-1).std() > 1.3 * np.asarray(img).astype(float).mean(-1).std()  # more contrast
+    assert out.shape == np.asarray(img).shape

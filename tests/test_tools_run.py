@@ -140,6 +140,31 @@ def test_background_removal_whitens_the_background(ws, tools, astronaut):
     assert 0.1 < msg.artifact["mask_fraction"] < 0.9
 
 
+def test_background_blur_keeps_the_subject_sharp(ws, tools, astronaut):
+    msg = _tool(tools, "BackgroundBlurring").invoke(
+        {"type": "tool_call", "id": "bb", "name": "blur_the_background_of_image", "args": {"image_path": astronaut}}
+    )
+    assert re.fullmatch(OUT_RE.format(tag="blur-background"), msg.content), msg.content
+    import cv2
+
+    before = np.asarray(ws.open_image(astronaut).convert("L")).astype(float)
+    after = np.asarray(ws.open_image(msg.content).convert("L")).astype(float)
+
+    def sharpness(a, ys, xs):
+        return cv2.Laplacian(a[ys, xs], cv2.CV_64F).var()
+
+    face = (slice(90, 160), slice(190, 260))
+    flag = (slice(0, 120), slice(0, 90))
+    assert sharpness(after, *face) > 0.8 * sharpness(before, *face)
+    assert sharpness(after, *flag) < 0.2 * sharpness(before, *flag)
+
+
+def test_enhance_writes_a_new_image(ws, tools, astronaut):
+    out = _tool(tools, "ImageEnhancing").run_react(astronaut)
+    assert re.fullmatch(OUT_RE.format(tag="enhanced"), out), out
+    assert ws.open_image(out).size == (512, 512)
+
+
 def test_quality_text_and_scores(ws, tools, astronaut):
     msg = _tool(tools, "QualityRating").invoke(
         {"type": "tool_call", "id": "q", "name": "rate_the_quality_of_image", "args": {"image_path": astronaut}}

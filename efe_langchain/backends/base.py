@@ -46,6 +46,7 @@ CAPABILITIES = {
     # compose any detector with any box segmenter; foreground masks back background removal.
     "segment_box": "segment_box(image, box=[x0,y0,x1,y1]) -> np.ndarray bool HxW",
     "foreground_mask": "foreground_mask(image) -> np.ndarray bool HxW (the main subject)",
+    "enhance": "enhance(image) -> PIL.Image (contrast and colour balance corrected)",
 }
 
 

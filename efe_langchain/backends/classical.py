@@ -22,6 +22,7 @@ __all__ = [
     "GrabCutSegmenter",
     "FelzenszwalbSegmenter",
     "ImageQuality",
+    "AutoEnhance",
 ]
 
 
@@ -269,3 +270,26 @@ def _verdict(sharpness: float, brightness: float, dark: float, bright: float, co
     if noise > 8:
         issues.append("noisy")
     return "no obvious problems" if not issues else ", ".join(issues)
+
+
+class AutoEnhance(_OpenCV):
+    name = "opencv-auto-enhance"
+    label = (
+        "classical automatic enhancement (OpenCV): grey-world white balance, then CLAHE local "
+        "contrast on the lightness channel; it corrects, it does not add detail"
+    )
+    capabilities = ("enhance",)
+
+    def enhance(self, image: Image.Image) -> Image.Image:
+        import cv2
+
+        arr = _rgb_array(image).astype(np.float32)
+        # Grey world: the average colour of a scene is grey, so a colour cast shows in the means.
+        means = arr.reshape(-1, 3).mean(axis=0)
+        gains = means.mean() / np.maximum(means, 1.0)
+        strength = float(self.options.get("white_balance", 1.0))
+        arr = np.clip(arr * (1 + strength * (gains - 1)), 0, 255).astype(np.uint8)
+        lab = cv2.cvtColor(arr, cv2.COLOR_RGB2LAB)
+        clahe = cv2.createCLAHE(clipLimit=float(self.options.get("clip_limit", 2.0)), tileGridSize=(8, 8))
+        lab[..., 0] = clahe.apply(lab[..., 0])
+        return Image.fromarray(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB))

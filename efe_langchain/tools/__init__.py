@@ -54,6 +54,8 @@ _EXPORTS = {
     "Image2Normal": "efe_langchain.tools.annotators",
     "TextReading": "efe_langchain.tools.extras",
     "QualityRating": "efe_langchain.tools.extras",
+    "ImageEnhancing": "efe_langchain.tools.extras",
+    "BackgroundBlurring": "efe_langchain.tools.extras",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,4 @@
-"""Tools beyond GPT4Tools' 24: reading text (OCR) and rating image quality.
+"""Tools beyond GPT4Tools' 24: reading text (OCR), rating quality, enhancing, blurring the background.
 
 Their names and descriptions are our own, in GPT4Tools' style, and deliberately differ from the
 unseen-tools benchmark's names (``heldout_tools.txt``), which training data must never contain.
@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+from PIL import Image, ImageFilter
 from pydantic import BaseModel
 
 from efe_langchain.tools.base import EFETool, ImageInput
 from efe_langchain.tools.detection import nothing_found
+from efe_langchain.tools.segmentation import subject_mask
 
-__all__ = ["TextReading", "QualityRating"]
+__all__ = ["TextReading", "QualityRating", "ImageEnhancing", "BackgroundBlurring"]
 
 
 class TextReading(EFETool):
@@ -60,3 +63,48 @@ class QualityRating(EFETool):
         numbers = ", ".join(f"{k} {v}" for k, v in scores.items() if k != "verdict")
         head = f"Quality of {image_path}: {verdict}." if verdict else f"Quality of {image_path}:"
         return f"{head} Measures: {numbers}", {"source": image_path, "scores": scores}
+
+
+class ImageEnhancing(EFETool):
+    title: ClassVar[str] = "Enhance The Colors And Contrast Of Image"
+    blurb: ClassVar[str] = (
+        "useful when you want to automatically improve a dull, dark or colour-cast photo. like: enhance this "
+        "image, or fix the colors of this photo, or make this picture less dull. The input to this tool "
+        "should be a string, representing the image_path"
+    )
+    load_name: ClassVar[str] = "ImageEnhancing"
+    plans: ClassVar = (("enhance",),)
+    args_schema: type[BaseModel] = ImageInput
+    output_tag: ClassVar[str] = "enhanced"
+
+    def _execute(self, image_path: str) -> tuple[str, dict]:
+        image = self.open(image_path)
+        rel, artifact = self.save(self.backend("enhance").enhance(image), image_path)
+        return rel, artifact
+
+
+class BackgroundBlurring(EFETool):
+    title: ClassVar[str] = "Blur The Background Of Image"
+    blurb: ClassVar[str] = (
+        "useful when you want to keep the main subject sharp and blur everything behind it, like a portrait "
+        "photo. like: blur the background, or make the background out of focus, or add a portrait effect. "
+        "The input to this tool should be a string, representing the image_path"
+    )
+    load_name: ClassVar[str] = "BackgroundBlurring"
+    plans: ClassVar = (("person_mask", "foreground_mask"), ("foreground_mask",), ("person_mask",))
+    args_schema: type[BaseModel] = ImageInput
+    output_tag: ClassVar[str] = "blur-background"
+
+    def _execute(self, image_path: str) -> tuple[str, dict]:
+        image = self.open(image_path)
+        mask, used = subject_mask(self, image)
+        if mask is None:
+            return f"No subject could be separated from the background of {image_path}.", {"source": image_path}
+        radius = max(4, round(max(image.size) / 64))
+        blurred = image.filter(ImageFilter.GaussianBlur(radius))
+        # A soft edge: a hard cut between sharp and blurred pixels looks pasted on.
+        soft = Image.fromarray((mask * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(2))
+        rel, artifact = self.save(Image.composite(image, blurred, soft), image_path)
+        b = self.backends[used]
+        return rel, {**artifact, "mask_fraction": round(float(mask.mean()), 4), "blur_radius": radius,
+                     "mask_from": {"capability": used, "name": b.name, "label": b.label}}

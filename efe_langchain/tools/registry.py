@@ -38,7 +38,7 @@ from efe_langchain.tools.base import EFETool, snake_name
 from efe_langchain.tools.captioning import ImageCaptioning, VisualQuestionAnswering
 from efe_langchain.tools.detection import FaceFinding, ObjectCropping, Text2Box
 from efe_langchain.tools.editing import InstructPix2Pix, RemoveObject, ReplaceObject
-from efe_langchain.tools.extras import QualityRating, TextReading
+from efe_langchain.tools.extras import BackgroundBlurring, ImageEnhancing, QualityRating, TextReading
 from efe_langchain.tools.generation import (
     CannyText2Image,
     DepthText2Image,
@@ -97,7 +97,9 @@ TOOL_CLASSES: tuple[type[EFETool], ...] = (
     FaceFinding,
     ObjectCropping,
     BackgroundRemoval,
+    BackgroundBlurring,
     QualityRating,
+    ImageEnhancing,
 )
 
 _C = "efe_langchain.backends.classical:"
@@ -116,6 +118,7 @@ BACKENDS: dict[str, tuple[str, ...]] = {
     "foreground_mask": (_C + "GrabCutSegmenter",),
     "segment_all": (_C + "FelzenszwalbSegmenter",),
     "quality": (_C + "ImageQuality",),
+    "enhance": (_C + "AutoEnhance",),
 }
 DISCOVER_PACKAGES = ("efe_langchain.backends.embedded", "efe_langchain.backends.reference")
 KIND_ORDER = ("reference", "embedded", "classical")

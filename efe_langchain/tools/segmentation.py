@@ -12,7 +12,7 @@ from efe_langchain.tools.base import EFETool, ImageInput
 from efe_langchain.tools.detection import ObjectInput, find_boxes, nothing_found
 from efe_langchain.tools.drawing import colour_segments, overlay_mask
 
-__all__ = ["Segmenting", "ObjectSegmenting", "BackgroundRemoval", "object_mask"]
+__all__ = ["Segmenting", "ObjectSegmenting", "BackgroundRemoval", "object_mask", "subject_mask"]
 
 
 def object_mask(tool: EFETool, image: Image.Image, text: str) -> tuple[np.ndarray, list[dict]]:
@@ -31,6 +31,22 @@ def object_mask(tool: EFETool, image: Image.Image, text: str) -> tuple[np.ndarra
     for item in boxes:
         mask |= np.asarray(segmenter.segment_box(image, item["box"]), dtype=bool)
     return mask, boxes
+
+
+def subject_mask(tool: EFETool, image: Image.Image) -> tuple[np.ndarray | None, str | None]:
+    """The main subject: people when a person segmenter finds some, else the generic foreground cut.
+
+    Returns ``(mask, capability used)``, or ``(None, None)`` when nothing could be separated.
+    """
+    if tool.has("person_mask"):
+        m = np.asarray(tool.backend("person_mask").person_mask(image), dtype=bool)
+        if m.mean() > 0.01:
+            return m, "person_mask"
+    if tool.has("foreground_mask"):
+        m = np.asarray(tool.backend("foreground_mask").foreground_mask(image), dtype=bool)
+        if m.any():
+            return m, "foreground_mask"
+    return None, None
 
 
 class Segmenting(EFETool):
@@ -82,14 +98,8 @@ class BackgroundRemoval(EFETool):
 
     def _execute(self, image_path: str) -> tuple[str, dict]:
         image = self.open(image_path)
-        mask, used = None, None
-        if self.has("person_mask"):
-            m = np.asarray(self.backend("person_mask").person_mask(image), dtype=bool)
-            if m.mean() > 0.01:
-                mask, used = m, "person_mask"
-        if mask is None and self.has("foreground_mask"):
-            mask, used = np.asarray(self.backend("foreground_mask").foreground_mask(image), dtype=bool), "foreground_mask"
-        if mask is None or not mask.any():
+        mask, used = subject_mask(self, image)
+        if mask is None:
             return f"No subject could be separated from the background of {image_path}.", {"source": image_path}
         arr = np.asarray(image.convert("RGB")).copy()
         arr[~mask] = 255
