@@ -228,3 +228,8 @@ def test_backend_failure_is_an_observation(ws, astronaut):
     broken = Segmenting(workspace=ws, backends={"segment_all": ImageQuality()})
     out = broken.run_react(astronaut)
     assert out.startswith("Error: Segment the Image failed: AttributeError"), out
+
+
+def test_single_image_input_with_trailing_words(tools, astronaut):
+    out = _tool(tools, "Image2Canny").run_react(f"{astronaut}, please")
+    assert re.fullmatch(OUT_RE.format(tag="edge"), out), out

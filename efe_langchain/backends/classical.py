@@ -105,6 +105,9 @@ class HaarFaces(_OpenCV):
     def _load(self) -> None:
         import cv2
 
+        import threading
+
+        self._run_lock = threading.Lock()
         path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
         self._cascade = cv2.CascadeClassifier(path)
         if self._cascade.empty():  # pragma: no cover - only with a broken OpenCV install
@@ -117,9 +120,11 @@ class HaarFaces(_OpenCV):
         grey = cv2.equalizeHist(_grey(image))
         w, h = image.size
         min_side = max(20, int(min(w, h) * float(self.options.get("min_size", 0.05))))
-        rects, _levels, weights = self._cascade.detectMultiScale3(
-            grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side), outputRejectLevels=True
-        )
+        # One CascadeClassifier is shared by every tool; OpenCV does not promise it is reentrant.
+        with self._run_lock:
+            rects, _levels, weights = self._cascade.detectMultiScale3(
+                grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side), outputRejectLevels=True
+            )
         out = []
         for (x, y, bw, bh), weight in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1)):
             score = 1.0 / (1.0 + math.exp(-float(weight)))

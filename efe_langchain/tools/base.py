@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from efe_langchain.backends.base import Backend, BackendUnavailable
 from efe_langchain.prompts import ToolSpec, tool_spec
-from efe_langchain.react import split_args
+from efe_langchain.react import extract_image_paths, split_args
 from efe_langchain.workspace import Workspace, WorkspaceError, default_root
 
 __all__ = [
@@ -177,7 +177,13 @@ class EFETool(BaseTool):
         fields = list(self.args_schema.model_fields) if isinstance(self.args_schema, type) else []
         required = [f for f in fields if self.args_schema.model_fields[f].is_required()]
         n = self.n_args
-        parts = split_args(tool_input or "", n)
+        tool_input = tool_input or ""
+        if n == 1 and required == ["image_path"] and "," in tool_input:
+            # "image/ab12cd34.png, please" from a small model: the file name is what it meant.
+            paths = extract_image_paths(tool_input)
+            if len(paths) == 1:
+                tool_input = paths[0]
+        parts = split_args(tool_input, n)
         if len(parts) != n or any(not p for p in parts):
             names = ", ".join(required[:n]) or "input"
             return (
