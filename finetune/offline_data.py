@@ -496,9 +496,15 @@ def generate_episodes(n: int, seed: int = 0, split: str = "train", catalog: list
     return episodes
 
 
-def _render(ep: Episode, done: int) -> str:
-    return react.render_prompt([t.pair for t in ep.tools], "\n".join(ep.history), ep.request,
-                               react.render_scratchpad(ep.steps[:done]))
+def _render(ep: Episode, done: int, reference_style: bool = False) -> str:
+    """The prompt after ``done`` steps. ``reference_style`` writes finished steps as the GPT4Tools
+    references do (``Observation:\n<result>``, as the evaluation's rollout appends them) instead of
+    the agent's scratchpad (``Observation: <result>``), so the model follows either."""
+    if not reference_style or not done:
+        return react.render_prompt([t.pair for t in ep.tools], "\n".join(ep.history), ep.request,
+                                   react.render_scratchpad(ep.steps[:done]))
+    base = react.render_prompt([t.pair for t in ep.tools], "\n".join(ep.history), ep.request, "")
+    return base + "".join(f"{_tool_target(t, i)}\n{o}\n" for t, i, o in ep.steps[:done])
 
 
 def _tool_target(tool: str, tool_input: str) -> str:
@@ -507,11 +513,13 @@ def _tool_target(tool: str, tool_input: str) -> str:
 
 def episode_samples(ep: Episode, final_prob: float = 1.0, rng: random.Random | None = None) -> list[dict]:
     """One training sample per ReAct step (the final answer step kept with ``final_prob``)."""
+    rng = rng or random.Random()
     out = []
     for k, (tool, tool_input, _) in enumerate(ep.steps):
-        out.append({"instruction": _render(ep, k), "input": "", "output": _tool_target(tool, tool_input), "kind": ep.kind})
-    if not ep.steps or (rng or random).random() < final_prob:
-        out.append({"instruction": _render(ep, len(ep.steps)), "input": "",
+        out.append({"instruction": _render(ep, k, rng.random() < 0.25), "input": "", "output": _tool_target(tool, tool_input),
+                    "kind": ep.kind})
+    if not ep.steps or rng.random() < final_prob:
+        out.append({"instruction": _render(ep, len(ep.steps), rng.random() < 0.25), "input": "",
                     "output": react.render_final_step(ep.answer), "kind": ep.kind + ("_final" if ep.steps else "")})
     return out
 

@@ -1,0 +1,139 @@
+"""Score a base model and a freshly trained adapter on our splits, right where it was trained.
+
+The GPU machine has torch and transformers but not LangChain, so this drives the evaluation
+package's runner and scorer (``efe_langchain.evaluation``) with ``BareLocalLLM``: the same greedy
+batched generation and the same constrained ReAct decoder (``efe_langchain.decoding``) that
+``efe_langchain.llm.LocalLLM`` uses, without the LangChain wrapper around them.
+
+    python -m efe_langchain.finetune.adapter_eval --base MODEL.gguf --adapter DIR \\
+        --split evaluation/data/val_handwritten.json --out runs/eval --decoding both
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from efe_langchain import react
+
+__all__ = ["BareLocalLLM", "load_bare_llm", "evaluate_splits", "main"]
+
+
+class BareLocalLLM:
+    """``generate_batch`` / ``react_step`` / ``react_batch`` of LocalLLM over a model and tokenizer."""
+
+    def __init__(self, model, tokenizer, max_new_tokens: int = 128):
+        from efe_langchain.decoding import ReActDecoder
+
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self._decoder = ReActDecoder(model, tokenizer)
+
+    def generate_batch(self, prompts: Sequence[str], *, max_new_tokens: int | None = None,
+                       stop: Sequence[str] = react.STOP_SEQUENCES, batch_size: int = 8, progress: bool = False) -> list[str]:
+        import torch
+
+        tok = self.tokenizer
+        out: list[str] = []
+        old = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            for s in range(0, len(prompts), batch_size):
+                enc = tok(list(prompts[s:s + batch_size]), return_tensors="pt", padding=True).to(self._decoder.device)
+                with torch.inference_mode():
+                    gen = self.model.generate(**enc, max_new_tokens=max_new_tokens or self.max_new_tokens, do_sample=False,
+                                              pad_token_id=tok.pad_token_id, stop_strings=list(stop) or None, tokenizer=tok)
+                for row in gen[:, enc["input_ids"].shape[1]:]:
+                    text = tok.decode(row, skip_special_tokens=True)
+                    cut = min((i for i in (text.find(x) for x in stop) if i != -1), default=len(text))
+                    out.append(text[:cut])
+        finally:
+            tok.padding_side = old
+        return out
+
+    def react_step(self, prompt, tools, image_paths=None, constrained: bool = True) -> str:
+        return self._decoder.step(prompt, tools, image_paths, constrained=constrained, max_new_tokens=self.max_new_tokens)
+
+    def react_batch(self, prompts, tools_per_prompt, images_per_prompt=None, constrained: bool = True,
+                    batch_size: int = 8, progress: bool = False) -> list[str]:
+        images = images_per_prompt or [None] * len(prompts)
+        return [self.react_step(p, t, i, constrained) for p, t, i in zip(prompts, tools_per_prompt, images)]
+
+
+def load_bare_llm(base: str, adapter: str | None = None, device: str = "auto", dtype: str = "auto") -> BareLocalLLM:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        dtype = "bf16" if device.startswith("cuda") else "fp32"
+    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+    src, gguf = base, None
+    if base.endswith(".gguf"):
+        src, gguf = str(Path(base).parent), Path(base).name
+    kw = {"gguf_file": gguf} if gguf else {}
+    tok = AutoTokenizer.from_pretrained(src, **kw)
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch_dtype, **kw).to(device)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return BareLocalLLM(model, tok)
+
+
+def evaluate_splits(llm, splits: Sequence[str], out: str | Path, decodings: Sequence[str] = ("free", "constrained"),
+                    label: str = "model", limit: int | None = None, batch_size: int = 32) -> dict:
+    """``{split: {decoding: overall metrics}}``; predictions and metrics land under ``out``."""
+    from efe_langchain.evaluation.records import load_records
+    from efe_langchain.evaluation.run import evaluate_runner, score_predictions
+    from efe_langchain.evaluation.runners import LocalRunner
+
+    out = Path(out)
+    result: dict = {}
+    for split in splits:
+        records = load_records(split, limit)
+        name = Path(split).stem
+        for dec in decodings:
+            folder = out / f"{label}@{dec}" / name
+            t0 = time.perf_counter()
+            res = evaluate_runner(LocalRunner(llm, decoding=dec, batch_size=batch_size), records, folder, progress=False)
+            metrics = score_predictions(records, {k: v["output"] for k, v in res["predictions"].items()})
+            metrics["elapsed_s"] = round(time.perf_counter() - t0, 1)
+            (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
+            result.setdefault(name, {})[dec] = dict(metrics["overall"], n=metrics["n_scored"], elapsed_s=metrics["elapsed_s"])
+            print(f"[{label}] {name} {dec}: " + json.dumps(result[name][dec]), flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--base", required=True, help="model folder or .gguf file")
+    p.add_argument("--adapter", default=None)
+    p.add_argument("--label", default=None)
+    p.add_argument("--split", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--decoding", choices=["free", "constrained", "both"], default="both")
+    p.add_argument("--limit", type=int, default=None, help="first N records of each split")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    a = p.parse_args(argv)
+    llm = load_bare_llm(a.base, a.adapter, a.device, a.dtype)
+    decs = ["free", "constrained"] if a.decoding == "both" else [a.decoding]
+    label = a.label or ("adapter" if a.adapter else "base")
+    res = evaluate_splits(llm, a.split, a.out, decs, label, a.limit, a.batch_size)
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    (Path(a.out) / f"summary_{label}.json").write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
