@@ -103,6 +103,27 @@ def _load_adapters(model, adapters: Sequence[str], merge: bool):
     return model
 
 
+def _stop_criteria(tokenizer, prompt_len: int, stop: Sequence[str]):
+    """Stop each row once its GENERATED text holds a stop string.
+
+    ``generate(stop_strings=...)`` also matches across the prompt boundary (a prompt ending in
+    "AI:" and a generated ":" match "::"), which would end a row before it wrote anything.
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    stops = [s for s in stop if s]
+
+    class _GeneratedTextStop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            if not stops:
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            texts = tokenizer.batch_decode(input_ids[:, prompt_len:], skip_special_tokens=True)
+            return torch.tensor([any(s in t for s in stops) for t in texts], device=input_ids.device)
+
+    return StoppingCriteriaList([_GeneratedTextStop()])
+
+
 def package_adapter_dir(name: str = "default") -> Path | None:
     """The LoRA adapter shipped in ``efe_langchain/adapters/<name>``, or None while none ships."""
     folder = Path(__file__).resolve().parent / "adapters" / name
@@ -311,8 +332,7 @@ class LocalLLM(BaseLLM):
                         max_new_tokens=max_new,
                         do_sample=False,
                         pad_token_id=tok.pad_token_id,
-                        stop_strings=list(stop) or None,
-                        tokenizer=tok,
+                        stopping_criteria=_stop_criteria(tok, enc["input_ids"].shape[1], stop),
                     )
                 for row in gen[:, enc["input_ids"].shape[1] :]:
                     text = tok.decode(row, skip_special_tokens=True)
