@@ -233,3 +233,12 @@ def test_backend_failure_is_an_observation(ws, astronaut):
 def test_single_image_input_with_trailing_words(tools, astronaut):
     out = _tool(tools, "Image2Canny").run_react(f"{astronaut}, please")
     assert re.fullmatch(OUT_RE.format(tag="edge"), out), out
+
+
+def test_empty_maps_are_said_to_be_empty(ws, tools):
+    flat = ws.add_image(Image.new("RGB", (256, 256), (120, 160, 200)))
+    out = _tool(tools, "Image2Canny").run_react(flat)
+    assert re.match(OUT_RE.format(tag="edge") + r" \(the map is empty: no edges were found\)$", out), out
+    if "Image2Pose" in tools:
+        out = tools["Image2Pose"].run_react(flat)
+        assert out.endswith("(the map is empty: no person was found)"), out

@@ -26,6 +26,7 @@ class AnnotatorTool(EFETool):
 
     capability: ClassVar[str] = ""
     args_schema: type[BaseModel] = ImageInput
+    empty_means: ClassVar[str] = "nothing was found"
 
     def _execute(self, image_path: str) -> tuple[str, dict]:
         image = self.open(image_path)
@@ -34,12 +35,17 @@ class AnnotatorTool(EFETool):
             # Annotators may work at their own resolution; outputs line up with the input.
             out = out.resize(image.size)
         rel, artifact = self.save(out, image_path)
-        return rel, artifact
+        if out.convert("L").getbbox() is None:
+            # An all-black map is a real result (no person, a flat picture), but the model should
+            # not describe edges or a skeleton that are not there.
+            return f"{rel} (the map is empty: {self.empty_means})", {**artifact, "empty": True}
+        return rel, {**artifact, "empty": False}
 
 
 class Image2Canny(AnnotatorTool):
     title: ClassVar[str] = "Edge Detection On Image"
     capability: ClassVar[str] = "edges"
+    empty_means: ClassVar[str] = "no edges were found"
     plans: ClassVar = (("edges",),)
     output_tag: ClassVar[str] = "edge"
 
@@ -47,6 +53,7 @@ class Image2Canny(AnnotatorTool):
 class Image2Line(AnnotatorTool):
     title: ClassVar[str] = "Line Detection On Image"
     capability: ClassVar[str] = "lines"
+    empty_means: ClassVar[str] = "no straight lines were found"
     plans: ClassVar = (("lines",),)
     output_tag: ClassVar[str] = "line-of"
 
@@ -68,6 +75,7 @@ class Image2Scribble(AnnotatorTool):
 class Image2Pose(AnnotatorTool):
     title: ClassVar[str] = "Pose Detection On Image"
     capability: ClassVar[str] = "pose"
+    empty_means: ClassVar[str] = "no person was found"
     plans: ClassVar = (("pose",),)
     output_tag: ClassVar[str] = "human-pose"
 
