@@ -39,6 +39,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SERVER_START_S = 90
+# As in test_app.py: the edge detector only and one tool step, so the test is about the app and a
+# turn is one model call (which tool a 135M model picks among many is the evaluation's subject).
+SETTINGS = {"EFE_LOAD": "Image2Canny_cpu", "EFE_MAX_TOOL_STEPS": "1"}
 # A first turn loads the model and its tools; a CPU with 2 cores shared with other work is slow.
 TURN_S = 240
 
@@ -58,9 +61,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(workspace: Path, port: int, log: Path):
-    """``streamlit run apps/streamlit_app.py`` on 127.0.0.1:port until the block ends (then killed)."""
-    env = {**os.environ, "EFE_WORKSPACE": str(workspace), "PYTHONUNBUFFERED": "1"}
+def streamlit_server(workspace: Path, port: int, log: Path, **settings: str):
+    """``streamlit run apps/streamlit_app.py`` on 127.0.0.1:port until the block ends (then killed).
+
+    ``settings``: start-up environment of the page, e.g. ``EFE_LOAD="Image2Canny_cpu"``.
+    """
+    env = {**os.environ, "EFE_WORKSPACE": str(workspace), "PYTHONUNBUFFERED": "1", **settings}
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(REPO / "apps" / "streamlit_app.py"),
         "--server.headless", "true",
@@ -143,13 +149,14 @@ def upload_and_ask(page, url: str, image: Path, question: str) -> str:
 
 def edge_step(page):
     """The tool step of the edge detector, with the result image inside it."""
-    step = page.get_by_test_id("stExpander").filter(has_text="Edge Detection On Image")
+    step = page.get_by_test_id("stChatMessage").get_by_test_id("stExpander").filter(has_text="Edge Detection On Image")
     step.first.wait_for(timeout=TURN_S * 1000)
     return step.first
 
 
 def result_path(step) -> str:
     """The workspace path of the result image, read from the image's caption on the page."""
+    step.get_by_test_id("stImageCaption").filter(has_text="image/").first.wait_for(timeout=60_000)
     captions = [c for c in step.get_by_test_id("stImageCaption").all_inner_texts() if c.startswith("image/")]
     assert captions, "the edge step shows no result image"
     return captions[-1].strip()
@@ -173,7 +180,7 @@ def test_upload_ask_for_edges_and_find_the_result_after_a_restart(tmp_path):
     log = tmp_path / "streamlit.log"
     port = _free_port()
     with chromium_page() as page:
-        with streamlit_server(workspace, port, log) as url:
+        with streamlit_server(workspace, port, log, **SETTINGS) as url:
             page_url = upload_and_ask(page, url, image, "Detect the edges of this image")
             step = edge_step(page)
             result = result_path(step)
@@ -186,8 +193,9 @@ def test_upload_ask_for_edges_and_find_the_result_after_a_restart(tmp_path):
             assert img.evaluate("i => i.complete && i.naturalWidth") > 0
 
         # A new server process on the same workspace: the URL brings the conversation back.
-        with streamlit_server(workspace, _free_port(), log) as url2:
+        with streamlit_server(workspace, _free_port(), log, **SETTINGS) as url2:
             page.goto(url2 + "/?" + page_url.split("?", 1)[1])
+            wait_idle(page, TURN_S)
             step = edge_step(page)
             assert result_path(step) == result
             assert page.get_by_test_id("stChatMessage").filter(has_text="Detect the edges of this image").count() == 1
