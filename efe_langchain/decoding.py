@@ -178,56 +178,101 @@ class ReActDecoder:
 
     @torch.inference_mode()
     def score(self, prefix: Sequence[int], candidates: Sequence[Sequence[int]]) -> list[float]:
-        """Sum of token log-probs of each candidate after ``prefix``, all in one forward pass."""
+        """Sum of token log-probs of each candidate after ``prefix``, in ONE forward pass.
+
+        The pass feeds what the cache lacks of ``prefix`` (forced text) followed by the candidates
+        as a token trie (shared beginnings such as " Generate Image Condition On" fed once); a 4D
+        mask lets each trie node see the prefix and its own ancestors only, and positions are set
+        as if each candidate directly followed the prefix.
+        """
+        prefix = list(prefix)
+        if not prefix:
+            raise ValueError("cannot score after an empty sequence")
         if not candidates:
             return []
         if any(len(c) == 0 for c in candidates):
             raise ValueError("empty candidate")
-        logp0 = self.advance(prefix)
-        scores = [float(logp0[c[0]]) for c in candidates]
-        # Each candidate's last token needs no forward: only the tokens before it predict.
-        fed = [list(c[:-1]) for c in candidates]
-        total = sum(len(f) for f in fed)
-        if total == 0:
-            return scores
-        plen = len(self._ids)
+        # Token trie: node = (token, parent); a candidate is a path of nodes.
+        tok: list[int] = []
+        parent: list[int] = []
+        depth: list[int] = []
+        index: dict[tuple[int, int], int] = {}
+        paths: list[list[int]] = []
+        for cand in candidates:
+            node, path = -1, []
+            for t in cand:
+                nxt = index.get((node, int(t)))
+                if nxt is None:
+                    nxt = len(tok)
+                    index[(node, int(t))] = nxt
+                    tok.append(int(t))
+                    parent.append(node)
+                    depth.append(0 if node < 0 else depth[node] + 1)
+                path.append(nxt)
+                node = nxt
+            paths.append(path)
+        # Only nodes with children predict a token we need; parents precede children in `tok`.
+        fed = sorted({p for p in parent if p >= 0})
+        if not fed:
+            logp0 = self.advance(prefix)
+            return [float(logp0[c[0]]) for c in candidates]
+
+        keep = _common_prefix(self._ids, prefix) if (self.use_cache and self._cache is not None) else 0
+        exact = keep == len(prefix) == len(self._ids) and self._logp is not None
+        if not exact:
+            keep = min(keep, len(prefix) - 1)
+        forced = [] if exact else prefix[keep:]
+        if keep == 0:
+            self._cache = None
+        else:
+            self._crop(keep)
+        n_f, n_c = len(forced), len(fed)
+        total = n_f + n_c
         dtype = self.model.dtype if self.model.dtype.is_floating_point else torch.float32
-        mask = torch.full((total, plen + total), torch.finfo(dtype).min, dtype=dtype)
-        mask[:, :plen] = 0
-        flat: list[int] = []
-        pos: list[int] = []
-        spans: list[tuple[int, int]] = []
-        for f in fed:
-            start = len(flat)
-            flat.extend(f)
-            pos.extend(range(plen, plen + len(f)))
-            n = len(f)
-            if n:
-                block = torch.ones(n, n, dtype=torch.bool).tril()
-                mask[start : start + n, plen + start : plen + start + n].masked_fill_(block, 0)
-            spans.append((start, n))
+        mask = torch.full((total, keep + total), torch.finfo(dtype).min, dtype=dtype)
+        mask[:, :keep] = 0
+        if n_f:
+            mask[:n_f, keep : keep + n_f].masked_fill_(torch.ones(n_f, n_f, dtype=torch.bool).tril(), 0)
+            mask[n_f:, keep : keep + n_f] = 0
+        row = {node: i for i, node in enumerate(fed)}
+        for i, node in enumerate(fed):
+            a = node
+            while a >= 0:
+                mask[n_f + i, keep + n_f + row[a]] = 0
+                a = parent[a]
+        positions = list(range(keep, keep + n_f)) + [len(prefix) + depth[node] for node in fed]
         out = self.model(
-            input_ids=torch.tensor([flat], device=self.device),
-            position_ids=torch.tensor([pos], device=self.device),
+            input_ids=torch.tensor([forced + [tok[n] for n in fed]], device=self.device),
+            position_ids=torch.tensor([positions], device=self.device),
             attention_mask=mask[None, None].to(self.device),
             past_key_values=self._cache,
             use_cache=True,
+            # Logits only where they are needed: the last forced token and the trie nodes.
+            logits_to_keep=n_c + (1 if n_f else 0),
         )
         self._cache = out.past_key_values
-        self._crop(plen)  # the candidates' keys must not leak into the next sequence
+        self._crop(len(prefix))  # the candidates' keys must not leak into the next sequence
         self.stats["forwards"] += 1
         self.stats["tokens_computed"] += total
+        self.stats["tokens_reused"] += keep
         logp = torch.log_softmax(out.logits[0].float(), dim=-1)
-        for i, (c, (start, n)) in enumerate(zip(candidates, spans)):
-            if n:
-                rows = torch.arange(start, start + n)
-                targets = torch.tensor(list(c[1:]))
-                scores[i] += float(logp[rows, targets].sum())
+        if n_f:
+            self._ids, self._logp = prefix, logp[0]
+            logp = logp[1:]
+        logp0 = self._logp
+        scores = []
+        for cand, path in zip(candidates, paths):
+            total_lp = float(logp0[cand[0]])
+            for j in range(1, len(cand)):
+                total_lp += float(logp[row[path[j - 1]], cand[j]])
+            scores.append(total_lp)
         return scores
 
     def choose(self, prefix: Sequence[int], options: Sequence[str]) -> tuple[int, list[int]]:
         """Index and tokens of the most likely text among ``options`` after ``prefix``."""
         cands = [self.encode_piece(o) for o in options]
+        if len(cands) == 1:
+            return 0, cands[0]  # nothing to choose: no forward pass
         scores = self.score(prefix, cands)
         best = max(range(len(options)), key=scores.__getitem__)
         return best, cands[best]

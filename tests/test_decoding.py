@@ -114,7 +114,10 @@ def test_tree_scoring_equals_scoring_each_candidate_alone(tiny_lm):
     model, tok = tiny_lm
     dec = ReActDecoder(model, tok)
     prefix = dec.encode_prompt(_conversation(load_tool_specs()[:5])) + dec.encode_piece("Thought: Do I need to use a tool? Yes\nAction:")
+    # Shared beginnings (" Generate Image ...") and a candidate that is a prefix of another.
     cands = [dec.encode_piece(f" {s.name}\n") for s in load_tool_specs()[:5]] + [dec.encode_piece(" x")]
+    cands.append(dec.encode_piece(" Get Photo"))
+    dec.advance(prefix[:-7])  # a warm cache that lacks the prefix's last tokens
     packed = dec.score(prefix, cands)
     with torch.inference_mode():
         alone = []
