@@ -242,3 +242,35 @@ def test_empty_maps_are_said_to_be_empty(ws, tools):
     if "Image2Pose" in tools:
         out = tools["Image2Pose"].run_react(flat)
         assert out.endswith("(the map is empty: no person was found)"), out
+
+
+def test_concurrent_calls_write_distinct_files(ws, tools, astronaut):
+    from concurrent.futures import ThreadPoolExecutor
+
+    tool = _tool(tools, "FaceFinding")
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda _: tool.invoke({"image_path": astronaut}), range(8)))
+    paths = [o.split(" ")[0] for o in outs]
+    assert len(set(paths)) == 8 and all(re.fullmatch(OUT_RE.format(tag="faces"), p) for p in paths)
+    assert all("1 face found" in o for o in outs)
+
+
+def test_segment_object_by_boxes_then_box_masks(ws, tools, astronaut):
+    """GPT4Tools' way (boxes from a detector, a mask per box) with whatever detector runs here."""
+    from efe_langchain.backends.classical import GrabCutSegmenter
+    from efe_langchain.tools.detection import Text2Box
+    from efe_langchain.tools.registry import get_backend, resolve_backends
+    from efe_langchain.tools.segmentation import ObjectSegmenting
+
+    detect, _ = resolve_backends(Text2Box)
+    if detect is None:
+        pytest.skip("no detector runs here")
+    tool = ObjectSegmenting(workspace=ws, backends={"detect": detect["detect"], "segment_box": get_backend(GrabCutSegmenter)})
+    msg = tool.invoke({"type": "tool_call", "id": "sb", "name": tool.name, "args": {"image_path": astronaut, "text": "face"}})
+    assert re.fullmatch(OUT_RE.format(tag="segmentation"), msg.content), msg.content
+    assert len(msg.artifact["boxes"]) == 1
+    box = msg.artifact["boxes"][0]["box"]
+    box_area = (box[2] - box[0]) * (box[3] - box[1]) / 512**2
+    # The mask lies inside its box and fills a good part of it.
+    assert 0.3 * box_area < msg.artifact["mask_fraction"] <= box_area + 1e-6
+    assert set(msg.artifact["backends"]) == {"detect", "segment_box"}
