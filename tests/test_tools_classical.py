@@ -174,3 +174,11 @@ def test_auto_enhance_removes_a_colour_cast_and_adds_contrast():
     assert np.ptp(means_out) < 0.5 * np.ptp(means_in)  # channels closer together: cast gone
     assert out.mean(-1).std() > 1.3 * np.asarray(img).astype(float).mean(-1).std()  # more contrast
     assert out.shape == np.asarray(img).shape
+
+
+def test_canny_sees_colour_boundaries_of_equal_brightness():
+    # Red and a green of (almost) the same luma: a grey-only Canny would miss this boundary.
+    img = Image.new("RGB", (128, 128), (200, 0, 0))
+    ImageDraw.Draw(img).rectangle((64, 0, 127, 127), fill=(0, 102, 0))
+    edges = np.asarray(CannyEdges().edges(img))[..., 0] > 0
+    assert edges[:, 60:68].any(axis=1).all()

@@ -52,9 +52,9 @@ class CannyEdges(_OpenCV):
 
         low = int(self.options.get("low", 100))
         high = int(self.options.get("high", 200))
-        # GPT4Tools runs Canny on the RGB array itself; OpenCV takes the first channel's gradient
-        # from all three, so grey conversion first gives the same edges on photos and is defined.
-        edges = cv2.Canny(_grey(image), low, high)
+        # As GPT4Tools: Canny on the RGB array itself (OpenCV keeps the strongest channel's
+        # gradient), so colour boundaries of equal brightness still give edges.
+        edges = cv2.Canny(_rgb_array(image), low, high)
         return Image.fromarray(np.stack([edges] * 3, axis=-1))
 
 
