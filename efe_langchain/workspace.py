@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Union
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["Workspace", "WorkspaceError", "ImageSource", "default_root", "gpt4tools_size"]
 
@@ -81,6 +81,8 @@ class Workspace:
         Returns the path relative to the root, the way the model will write it.
         """
         img = self._decode_upload(src)
+        # Phones store photos sideways with an EXIF note; the model must see them upright.
+        img = _to_rgb(ImageOps.exif_transpose(img))
         if resize:
             size = gpt4tools_size(*img.size)
             if size != img.size:

@@ -213,3 +213,17 @@ def test_bad_uploads_lose_nothing(ws, tmp_path):
         with pytest.raises(WorkspaceError):
             ws.add_image(bad)
     assert ws.list_images() == before
+
+
+def test_exif_rotated_upload_is_stored_upright(ws, tmp_path):
+    # 640x320 landscape pixels, tagged "rotate 90 CW to display" (orientation 6): a 320x640 portrait.
+    img = Image.new("RGB", (640, 320), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 0, 320, 320))  # left half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    src = tmp_path / "phone.jpg"
+    img.save(src, exif=exif.tobytes())
+    out = ws.open_image(ws.add_image(src))
+    assert out.size == (256, 512)  # portrait, GPT4Tools-resized
+    r, g, b = out.getpixel((128, 50))
+    assert b > 200 and r < 60  # the blue half is now on top
