@@ -260,6 +260,15 @@ def _is_within(path: Path, root: Path) -> bool:
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        # 16-bit and float images (scans, depth maps): PIL's convert would clip them to white.
+        import numpy as np
+
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1e-9)
+        low = 0.0 if img.mode.startswith("I;16") else min(float(arr.min()), 0.0)
+        grey = ((arr - low) / (top - low) * 255.0).clip(0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         # Transparent pixels become white, as a viewer shows them, not black.
         rgba = img.convert("RGBA")

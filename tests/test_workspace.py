@@ -227,3 +227,12 @@ def test_exif_rotated_upload_is_stored_upright(ws, tmp_path):
     assert out.size == (256, 512)  # portrait, GPT4Tools-resized
     r, g, b = out.getpixel((128, 50))
     assert b > 200 and r < 60  # the blue half is now on top
+
+
+def test_sixteen_bit_upload_keeps_its_tones(ws):
+    ramp = (np.arange(256, dtype=np.uint16)[None, :].repeat(64, 0) * 257).astype(np.uint16)
+    img = Image.fromarray(ramp)
+    assert img.mode == "I;16"
+    out = np.asarray(ws.open_image(ws.add_image(img, resize=False)))
+    assert out.shape == (64, 256, 3)
+    assert out[0, 0, 0] == 0 and out[0, 255, 0] == 255 and 120 < out[0, 128, 0] < 136
