@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted = {n.strip() for n in args.only.split(",")}
         infos = [i for i in infos if i.load_name in wanted]
 
+    load_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     ctx = mp.get_context("spawn")
     rows = []
     for info in tqdm(infos, desc="tools", unit="tool"):
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     canny = next((r["warm_s"] for r in rows if r.get("load_name") == "Image2Canny" and "warm_s" in r), None)
     print()
     print(f"machine: {_machine()}")
+    # Other work on the machine slows every row alike; the ratios hold better than the seconds.
+    print(f"load average at start / end: {load_start} / {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"command: {' '.join([os.path.relpath(sys.executable)] + sys.argv)}")
     print(f"image: skimage astronaut, 512x512 RGB; warm = median of {args.repeat} calls after the first")
     print()
