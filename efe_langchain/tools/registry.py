@@ -321,8 +321,8 @@ def _resolve(tool_cls, device, prefer, options):
         if bound_plan is None and len(chosen) == len(plan):
             bound_plan = chosen
     if bound_plan is not None:
-        # Optional helpers of the tool (e.g. a person mask beside the generic foreground cut)
-        # are other plans' capabilities that happen to be runnable too.
+        # Plan order is the tool's intent (a plan may pair a specialist with a fallback), so the
+        # first plan that runs wins even when a later one would use a "better" kind.
         return bound_plan, infos, ""
     return None, infos, _why_not(tool_cls, infos)
 
