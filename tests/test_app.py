@@ -249,3 +249,20 @@ def test_efe_app_command_line(tmp_path, capsys):
     # An unknown tool in --load fails before any server starts, naming close matches.
     assert main(["app", "--load", "Image2Cany_cpu", "--workspace", str(tmp_path)]) == 2
     assert "Image2Canny" in capsys.readouterr().err
+
+
+def test_a_turn_goes_on_to_its_end_when_the_page_stops_watching(tiny_llm, tmp_path):
+    """Streamlit stops a script run when the user touches a widget; the turn must not stop too."""
+    app = agent_setup.build_agent(tiny_llm, agent_setup.default_choice(), ["edge_detection_on_image"], True, tmp_path, max_tool_steps=1)
+    Image.fromarray(np.full((64, 96, 3), 200, np.uint8)).save(tmp_path / "grey.png")
+    agent_setup.upload(app, (tmp_path / "grey.png").read_bytes(), "t1")
+    turn = agent_setup.turn_items(app, "Detect the edges of this image", "t1")
+    assert next(turn)  # the page saw the first step...
+    turn.close()  # ...and was stopped (a lazy turn would stop here, its tool call unanswered)
+    assert app.wait("t1", timeout=120)
+    messages = agent_setup.history(app, "t1")
+    assert isinstance(messages[-1], AIMessage) and not messages[-1].tool_calls  # the turn closed
+    assert [m.content for m in messages if isinstance(m, HumanMessage)][-1] == "Detect the edges of this image"
+    # A finished turn leaves nothing running, and the next turn may start.
+    assert not app.is_running("t1")
+    assert list(agent_setup.turn_items(app, "And now?", "t1"))

@@ -73,6 +73,7 @@ def streamlit_server(workspace: Path, port: int, log: Path, **settings: str):
         "--server.address", "127.0.0.1",
         "--server.port", str(port),
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",
         "--server.fileWatcherType", "none",
     ]
     with log.open("ab") as out:

@@ -54,6 +54,8 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
         "--server.port", str(args.port),
         # Usage statistics would try to reach the network from the user's browser.
         "--browser.gatherUsageStats", "false",
+        # A local tool, not a hosted app: no "Deploy" button.
+        "--client.toolbarMode", "minimal",
     ]
     if args.headless:
         cmd += ["--server.headless", "true"]

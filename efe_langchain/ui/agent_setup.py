@@ -7,6 +7,7 @@ the sidebar, the agent over a workspace, and one turn as transcript items.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,15 +185,30 @@ def tool_rows(device: str = "cpu") -> list[ToolRow]:
 
 @dataclass
 class AppAgent:
-    """The agent of one sidebar setting, and a lock: the local model runs one turn at a time, so
-    two browser tabs take turns instead of interleaving on one KV cache."""
+    """The agent of one sidebar setting, a lock and the turns in flight.
+
+    The local model runs one turn at a time, so two browser tabs take turns instead of
+    interleaving on one KV cache. A turn runs on its own thread: Streamlit stops a script run
+    whenever the user touches a widget, and a turn stopped halfway would leave a tool call
+    without its result in the conversation; the page only watches the turn.
+    """
 
     agent: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
+    running: dict[str, threading.Event] = field(default_factory=dict)
 
     @property
     def display_names(self) -> dict[str, str]:
         return {t.name: getattr(t, "gpt4tools_name", None) or t.name for t in self.agent.tools}
+
+    def is_running(self, thread_id: str) -> bool:
+        event = self.running.get(thread_id)
+        return event is not None and not event.is_set()
+
+    def wait(self, thread_id: str, timeout: float | None = None) -> bool:
+        """Until the turn in flight in this conversation ends; True when none is left."""
+        event = self.running.get(thread_id)
+        return event is None or event.wait(timeout)
 
 
 def build_agent(
@@ -234,38 +250,69 @@ def turn_items(app: AppAgent, text: str, thread_id: str) -> Iterator[list[Item]]
 
     A ``tool_call`` opens a :class:`ToolStep`; its ``tool_result`` completes it (results come in
     call order); a ``final`` answer is an :class:`Answer`; an ``error`` raises :class:`TurnError`
-    after what came before it has been yielded.
+    after what came before it has been yielded. The turn runs on a worker thread and goes on to
+    its end (and into the checkpointer) even if the caller stops reading.
     """
+    if app.is_running(thread_id):
+        raise TurnError("a turn is still running in this conversation; wait for it to finish")
+    out: queue.Queue = queue.Queue()
+    finished = threading.Event()
+    app.running[thread_id] = finished
+
+    def work() -> None:
+        try:
+            with app.lock:
+                for items in _items_of(app, text, thread_id):
+                    out.put(items)
+        except BaseException as exc:  # handed to the reader, who shows it in the chat
+            out.put(exc)
+        finally:
+            finished.set()
+            out.put(_DONE)
+
+    threading.Thread(target=work, name=f"efe-turn-{thread_id}", daemon=True).start()
+    while True:
+        got = out.get()
+        if got is _DONE:
+            return
+        if isinstance(got, BaseException):
+            raise got
+        yield got
+
+
+_DONE = object()
+
+
+def _items_of(app: AppAgent, text: str, thread_id: str) -> Iterator[list[Item]]:
     root = app.agent.workspace.root
     pending: list[ToolStep] = []
-    with app.lock:
-        for event in app.agent.stream(text, thread_id):
-            if event.kind == "tool_call":
-                react_text = (event.raw or {}).get("react_text")
-                step = ToolStep(
-                    call_id=str((event.raw or {}).get("id") or f"call_{len(pending)}"),
-                    tool=event.tool or "tool",
-                    tool_input=format_tool_input(event.tool_input, react_text),
-                )
+    for event in app.agent.stream(text, thread_id):
+        if event.kind == "tool_call":
+            react_text = (event.raw or {}).get("react_text")
+            step = ToolStep(
+                call_id=str((event.raw or {}).get("id") or f"call_{len(pending)}"),
+                tool=event.tool or "tool",
+                tool_input=format_tool_input(event.tool_input, react_text),
+            )
+            pending.append(step)
+            yield [step]
+        elif event.kind == "tool_result":
+            step = next((s for s in pending if not s.done and s.tool == event.tool), None)
+            if step is None:
+                step = ToolStep(f"result_{len(pending)}", event.tool or "tool", "")
                 pending.append(step)
-                yield [step]
-            elif event.kind == "tool_result":
-                step = next((s for s in pending if not s.done and s.tool == event.tool), None)
-                if step is None:
-                    step = ToolStep(f"result_{len(pending)}", event.tool or "tool", "")
-                    pending.append(step)
-                artifact = (event.raw or {}).get("artifact")
-                step.complete(
-                    event.output or "",
-                    failed=(event.raw or {}).get("status") == "error",
-                    artifact=artifact if isinstance(artifact, dict) else None,
-                    root=root,
-                )
-                yield [step]
-            elif event.kind == "final":
-                yield [Answer(event.text or "", workspace_images(event.text or "", root))]
-            else:
-                raise TurnError(event.text or "the turn ended with an error")
+            artifact = (event.raw or {}).get("artifact")
+            step.complete(
+                event.output or "",
+                failed=(event.raw or {}).get("status") == "error",
+                artifact=artifact if isinstance(artifact, dict) else None,
+                root=root,
+            )
+            yield [step]
+        elif event.kind == "final":
+            yield [Answer(event.text or "", workspace_images(event.text or "", root))]
+        else:
+            raise TurnError(event.text or "the turn ended with an error")
 
 
 def upload(app: AppAgent, data: bytes, thread_id: str) -> str:

@@ -227,6 +227,13 @@ def main() -> None:
         except Exception as exc:
             st.error(f"Could not read this conversation back: {exc}")
     turns = build_transcript(messages, root, display_names)
+    if agent is not None and agent.is_running(thread_id):
+        # The user touched a widget (or reloaded) while a turn ran: it goes on without this page.
+        draw_turns(turns, root, _errors(thread_id))
+        with st.spinner("The agent is still working on your last message…"):
+            while not agent.wait(thread_id, timeout=1.0):
+                pass
+        st.rerun()
     if not turns:
         st.info(f"Upload an image in the sidebar, then ask for something, for example: {EXAMPLES}.")
     draw_turns(turns, root, _errors(thread_id))
@@ -234,7 +241,12 @@ def main() -> None:
     if upload_error:
         st.error(upload_error)
 
-    prompt = st.chat_input("Ask about your image, e.g. Detect the edges of this image", disabled=agent is None)
+    prompt = st.chat_input(
+        "Ask about your image, e.g. Detect the edges of this image",
+        disabled=agent is None,
+        # No second message while a turn runs: it would stop this script run mid-turn.
+        submit_mode="disable",
+    )
     if prompt and agent is not None:
         _run_turn(agent, thread_id, prompt, root, len(turns))
 

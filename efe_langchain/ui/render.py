@@ -17,14 +17,16 @@ from efe_langchain.ui.transcript import Answer, Item, ToolStep, Turn, Upload, Us
 __all__ = ["draw_turns", "draw_error", "LiveTurn", "AVATARS"]
 
 AVATARS = {"user": "user", "assistant": "assistant"}
-# Uploads and results are at most 512 px (GPT4Tools' size); a bubble shows them a bit smaller.
+# Uploads and results are at most 512 px (GPT4Tools' size); a bubble shows them a bit smaller,
+# and a tool step smaller still, since the answer usually shows the same image again.
 IMAGE_WIDTH = 384
+STEP_IMAGE_WIDTH = 256
 
 
-def _image(root: Path, rel: str, caption: str | None = None) -> None:
+def _image(root: Path, rel: str, caption: str | None = None, width: int = IMAGE_WIDTH) -> None:
     path = Path(root) / rel
     if path.is_file():
-        st.image(str(path), caption=caption or rel, width=IMAGE_WIDTH)
+        st.image(str(path), caption=caption or rel, width=width)
     else:  # deleted from the workspace since: say so rather than fail the page
         st.caption(f"({rel} is no longer in the workspace)")
 
@@ -51,7 +53,7 @@ def _fill_step_output(step: ToolStep, root: Path) -> None:
     elif not step.images or step.output not in step.images:
         st.code(step.output or "(empty)", language=None, wrap_lines=True)
     for rel in step.images:
-        _image(root, rel)
+        _image(root, rel, width=STEP_IMAGE_WIDTH)
 
 
 def _draw_item(item: Item, root: Path, expanded: bool) -> None:
