@@ -9,7 +9,6 @@ dtypes, pre/post-processing, output types and shapes, seeds, sharing and error m
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -44,155 +43,24 @@ from efe_langchain.backends.reference.dpt import DptDepthBackend, DptNormalBacke
 from efe_langchain.backends.reference.grounding_dino import GroundingDinoBackend  # noqa: E402
 from efe_langchain.backends.reference.memory import count_parameters  # noqa: E402
 from efe_langchain.backends.reference.sam import GroundedSamBackend, SamBackend  # noqa: E402
+from efe_langchain.backends.reference.testing import (  # noqa: E402
+    build_blip,
+    build_dpt,
+    build_grounding_dino,
+    build_sam,
+    build_sd_family,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: nothing here may reach a hub
 
 
 # -- tiny models ----------------------------------------------------------------------------------
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", ".", "?", ",", "a", "cat", "dog",
-         "the", "red", "car", "what", "is", "color", "yes", "no", "in", "picture"]  # fmt: skip
-
-
-def _bert_tokenizer(folder: Path, **kwargs):
-    from transformers import BertTokenizer
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(WORDS) + "\n")
-    return BertTokenizer(vocab=str(folder / "vocab.txt"), **kwargs)
-
-
-def _clip_tokenizer(folder: Path):
-    """A byte-level BPE CLIP tokenizer: every byte symbol plus two merges ("cat</w>")."""
-    from transformers import CLIPTokenizer
-
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars = [chr(b) for b in bs] + [chr(256 + i) for i in range(256 - len(bs))]
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    for token in ("ca", "cat</w>", "<|startoftext|>", "<|endoftext|>"):
-        vocab[token] = len(vocab)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\nc a\nca t</w>\n")
-    return CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), model_max_length=77)
-
-
-def build_blip(folder: Path, model_class: str, favourite: str = "cat") -> Path:
-    """A tiny BLIP whose decoder is biased towards one word, so decoding shows through the output."""
-    import transformers
-    from transformers import BlipConfig, BlipImageProcessor, BlipProcessor
-
-    tok = _bert_tokenizer(folder, bos_token="[DEC]")
-    text = dict(vocab_size=len(WORDS), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                intermediate_size=32, encoder_hidden_size=16, max_position_embeddings=32,
-                bos_token_id=tok.bos_token_id, sep_token_id=tok.sep_token_id,
-                eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
-    vision = dict(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
-    torch.manual_seed(0)
-    model = getattr(transformers, model_class)(BlipConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
-    with torch.no_grad():
-        model.text_decoder.cls.predictions.bias[tok.convert_tokens_to_ids(favourite)] = 50.0
-    model.save_pretrained(folder)
-    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tok).save_pretrained(folder)
-    return folder
-
-
-def build_grounding_dino(folder: Path) -> Path:
-    from transformers import (BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)  # fmt: skip
-
-    tok = _bert_tokenizer(folder)
-    backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
-                          window_size=2, out_features=["stage2", "stage3", "stage4"])  # fmt: skip
-    text = BertConfig(vocab_size=len(WORDS), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=32, max_position_embeddings=64)  # fmt: skip
-    # d_model 32: the input projections use GroupNorm(32); three feature levels = the three stages.
-    config = GroundingDinoConfig(backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1,
-                                 decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_attention_heads=2,
-                                 decoder_attention_heads=2, num_queries=10, num_feature_levels=3, max_text_len=32,
-                                 encoder_n_points=2, decoder_n_points=2)  # fmt: skip
-    torch.manual_seed(0)
-    GroundingDinoForObjectDetection(config).save_pretrained(folder)
-    processor = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
-    GroundingDinoProcessor(image_processor=processor, tokenizer=tok).save_pretrained(folder)
-    return folder
-
-
-def build_sam(folder: Path) -> Path:
-    from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
-
-    config = SamConfig(
-        vision_config=dict(hidden_size=16, output_channels=16, num_hidden_layers=2, num_attention_heads=2, image_size=64,
-                           patch_size=8, window_size=4, global_attn_indexes=[1], num_pos_feats=8, mlp_dim=32),
-        prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=4),
-        mask_decoder_config=dict(hidden_size=16, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=16),
-    )  # fmt: skip
-    torch.manual_seed(0)
-    SamModel(config).save_pretrained(folder)
-    processor = SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
-                                  mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16})  # fmt: skip
-    SamProcessor(image_processor=processor).save_pretrained(folder)
-    return folder
-
-
-def build_dpt(folder: Path) -> Path:
-    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
-
-    config = DPTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
-                       intermediate_size=32, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 16, 16],
-                       fusion_hidden_size=16, is_hybrid=False)  # fmt: skip
-    torch.manual_seed(0)
-    DPTForDepthEstimation(config).save_pretrained(folder)
-    DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False).save_pretrained(folder)
-    return folder
-
-
-def _unet(in_channels: int):
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=in_channels,
-                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-                                norm_num_groups=2)  # fmt: skip
-
-
-def build_sd_family(root: Path) -> dict[str, Path]:
-    """SD base, InstructPix2Pix (8-channel UNet), inpainting (9-channel) and two ControlNets."""
-    from diffusers import (AutoencoderKL, ControlNetModel, EulerAncestralDiscreteScheduler, PNDMScheduler,
-                           StableDiffusionInpaintPipeline, StableDiffusionInstructPix2PixPipeline,
-                           StableDiffusionPipeline)  # fmt: skip
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    tok = _clip_tokenizer(root / "clip-tokenizer")
-    torch.manual_seed(0)
-    vae = AutoencoderKL(block_out_channels=[4, 8], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,
-                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)  # fmt: skip
-    eos = tok.convert_tokens_to_ids("<|endoftext|>")
-    text_encoder = CLIPTextModel(CLIPTextConfig(bos_token_id=tok.convert_tokens_to_ids("<|startoftext|>"), eos_token_id=eos,
-                                                pad_token_id=eos, hidden_size=32, intermediate_size=64, num_attention_heads=4,
-                                                num_hidden_layers=2, vocab_size=len(tok), projection_dim=32))  # fmt: skip
-    scheduler = PNDMScheduler(skip_prk_steps=True, steps_offset=1)
-    common = dict(vae=vae, text_encoder=text_encoder, tokenizer=tok, safety_checker=None, feature_extractor=None,
-                  requires_safety_checker=False)  # fmt: skip
-    paths = {k: root / k for k in ("base", "instruct", "inpaint", "canny", "depth")}
-    StableDiffusionPipeline(unet=_unet(4), scheduler=scheduler, **common).save_pretrained(paths["base"])
-    StableDiffusionInstructPix2PixPipeline(
-        unet=_unet(8), scheduler=EulerAncestralDiscreteScheduler.from_config(scheduler.config), **common
-    ).save_pretrained(paths["instruct"])
-    StableDiffusionInpaintPipeline(unet=_unet(9), scheduler=scheduler, **common).save_pretrained(paths["inpaint"])
-    for name in ("canny", "depth"):
-        ControlNetModel(block_out_channels=(4, 8), layers_per_block=1, in_channels=4, cross_attention_dim=32,
-                        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                        conditioning_embedding_out_channels=(16, 32), norm_num_groups=2).save_pretrained(paths[name])  # fmt: skip
-    return paths
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Every tiny model, saved once for the module (a few seconds in all)."""
     root = tmp_path_factory.mktemp("reference-models")
     return {
-        "blip-caption": build_blip(root / "blip-caption", "BlipForConditionalGeneration"),
+        "blip-caption": build_blip(root / "blip-caption", "BlipForConditionalGeneration", favourite="cat"),
         "blip-vqa": build_blip(root / "blip-vqa", "BlipForQuestionAnswering", favourite="yes"),
         "grounding-dino": build_grounding_dino(root / "grounding-dino"),
         "sam": build_sam(root / "sam"),
@@ -304,6 +172,15 @@ def test_dpt_depth_and_normal(models, photo):
     assert isinstance(normal, Image.Image) and normal.size == photo.size and normal.mode == "RGB"
     # z = 2*pi dominates a unit normal: the blue channel sits in the upper half everywhere.
     assert np.asarray(normal)[..., 2].min() >= 127
+
+
+def test_sobel_matches_opencv():
+    cv2 = pytest.importorskip("cv2")
+    from efe_langchain.backends.reference.dpt import sobel
+
+    depth = np.random.default_rng(1).random((37, 53)).astype(np.float32)
+    assert np.allclose(sobel(depth, axis=1), cv2.Sobel(depth, cv2.CV_32F, 1, 0, ksize=3), atol=1e-5)
+    assert np.allclose(sobel(depth, axis=0), cv2.Sobel(depth, cv2.CV_32F, 0, 1, ksize=3), atol=1e-5)
 
 
 def test_text2image_is_seeded(models):

@@ -10,7 +10,7 @@ from PIL import Image
 from efe_langchain.backends.reference.base import ReferenceBackend
 from efe_langchain.backends.reference.shared import shared_model
 
-__all__ = ["DptDepthBackend", "DptNormalBackend", "load_dpt", "normal_from_depth"]
+__all__ = ["DptDepthBackend", "DptNormalBackend", "load_dpt", "normal_from_depth", "sobel"]
 
 # GPT4Tools Image2Normal: pixels whose normalised depth is below this are background (flat normal).
 BACKGROUND_THRESHOLD = 0.4
@@ -31,18 +31,27 @@ def load_dpt(location: str, device: str, dtype: str):
     return shared_model("dpt", location, device, dtype, load)
 
 
+def sobel(image: np.ndarray, axis: int) -> np.ndarray:
+    """3x3 Sobel derivative along ``axis`` (1 = x, 0 = y), borders reflected without repeating
+    the edge pixel: the same numbers as ``cv2.Sobel(img, CV_32F, dx, dy, ksize=3)``."""
+    p = np.pad(np.asarray(image, dtype=np.float32), 1, mode="reflect")
+    if axis == 1:
+        diff = p[:, 2:] - p[:, :-2]
+        return diff[:-2] + 2 * diff[1:-1] + diff[2:]
+    diff = p[2:] - p[:-2]
+    return diff[:, :-2] + 2 * diff[:, 1:-1] + diff[:, 2:]
+
+
 def normal_from_depth(depth: np.ndarray, bg_threshold: float = BACKGROUND_THRESHOLD) -> np.ndarray:
     """GPT4Tools' normal map: Sobel gradients of the (inverse) depth, z = 2*pi, background flat.
 
     Returns HxWx3 uint8.
     """
-    import cv2
-
     depth = np.asarray(depth, dtype=np.float32)
     span = float(depth.max() - depth.min())
     scaled = (depth - depth.min()) / span if span > 0 else np.zeros_like(depth)
-    x = cv2.Sobel(depth, cv2.CV_32F, 1, 0, ksize=3)
-    y = cv2.Sobel(depth, cv2.CV_32F, 0, 1, ksize=3)
+    x = sobel(depth, axis=1)
+    y = sobel(depth, axis=0)
     x[scaled < bg_threshold] = 0
     y[scaled < bg_threshold] = 0
     z = np.full_like(x, np.pi * 2.0)

@@ -20,6 +20,7 @@ from efe_langchain.backends.reference.devices import dtype_name_for, parse_load_
 __all__ = [
     "TOOL_CHECKPOINTS",
     "count_parameters",
+    "estimate_checkpoints",
     "estimate_memory",
     "estimate_placement",
     "tool_checkpoints",
@@ -154,7 +155,8 @@ def _library(checkpoint: str) -> str:
     ).is_file() else "transformers"
 
 
-def _estimate_checkpoints(checkpoints: Iterable[str], dtype: str, model_dir: str | None) -> int:
+def estimate_checkpoints(checkpoints: Iterable[str], dtype: str = "float16", model_dir: str | None = None) -> int:
+    """Bytes for running several checkpoints together (keys, hub ids or folders), each counted once."""
     checkpoints = list(dict.fromkeys(checkpoints))
     if not checkpoints:
         return 0
@@ -199,11 +201,11 @@ def estimate_memory(
     name = str(tool_or_checkpoint)
     checkpoints = tool_checkpoints(name)
     if checkpoints is not None:
-        return _estimate_checkpoints(checkpoints, dtype, model_dir)
+        return estimate_checkpoints(checkpoints, dtype, model_dir)
     if checkpoint_info(name) is not None or Path(name).is_dir():
-        return _estimate_checkpoints([name], dtype, model_dir)
+        return estimate_checkpoints([name], dtype, model_dir)
     if name in CHECKPOINTS:
-        return _estimate_checkpoints([name], dtype, model_dir)
+        return estimate_checkpoints([name], dtype, model_dir)
     return None
 
 
@@ -219,5 +221,5 @@ def estimate_placement(spec: str | dict[str, str], model_dir: str | None = None)
     for tool, device in placement.items():
         per_device.setdefault(device, []).extend(tool_checkpoints(tool) or ())
     return {
-        device: _estimate_checkpoints(cks, dtype_name_for(device), model_dir) for device, cks in per_device.items()
+        device: estimate_checkpoints(cks, dtype_name_for(device), model_dir) for device, cks in per_device.items()
     }
