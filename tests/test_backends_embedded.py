@@ -176,8 +176,8 @@ def test_pose_on_an_empty_image_is_all_black(pose):
     assert skeleton.size == (320, 256) and not np.asarray(skeleton).any()
 
 
-def test_person_mask_covers_her_and_not_the_rocket(pose, astronaut):
-    seg = MediaPipePersonSegmentation(pose=pose)
+def test_person_mask_covers_her_and_not_the_rocket(pose, faces, astronaut):
+    seg = MediaPipePersonSegmentation(pose=pose, faces=faces)
     mask = seg.person_mask(astronaut)
     assert mask.dtype == bool and mask.shape == (512, 512)
     x0, y0, x1, y1 = FACE_REGION
@@ -186,6 +186,16 @@ def test_person_mask_covers_her_and_not_the_rocket(pose, astronaut):
     rx0, ry0, rx1, ry1 = ROCKET_REGION
     assert mask[ry0:ry1, rx0:rx1].mean() < 0.05
     assert 0.2 < mask.mean() < 0.7
+
+
+def test_no_person_mask_on_a_cat(pose, faces):
+    # The selfie segmenter alone marks 91% of this photo as foreground; no body, no face: empty.
+    from skimage import data
+
+    seg = MediaPipePersonSegmentation(pose=pose, faces=faces)
+    chelsea = Image.fromarray(data.chelsea())
+    assert seg.selfie_mask(chelsea).mean() > 0.5
+    assert not seg.person_mask(chelsea).any()
 
 
 def test_openpose_drawing_uses_controlnet_limb_colours():
@@ -372,7 +382,7 @@ def test_detector_segments_people_faces_and_text(pose, faces, ocr, astronaut, te
     detector = EmbeddedDetector(faces=faces, pose=pose, ocr=ocr)
     person = detector.segment_object(astronaut, "the woman")
     assert person.dtype == bool and person.shape == (512, 512)
-    assert np.array_equal(person, MediaPipePersonSegmentation(pose=pose).person_mask(astronaut))
+    assert np.array_equal(person, MediaPipePersonSegmentation(pose=pose, faces=faces).person_mask(astronaut))
     face = detector.segment_object(astronaut, "her face")
     assert face.any() and not (face & ~person).any()  # the part of her inside the face box
     ys, xs = np.nonzero(face)
@@ -391,3 +401,27 @@ def test_detector_says_what_it_cannot_find(pose, faces, ocr, astronaut):
     assert not detector.knows("a rocket") and detector.knows("two women")
     with pytest.raises(UnsupportedQuery, match="only finds faces, people and text.*'rocket'"):
         detector.detect(astronaut, "rocket")
+
+
+# -- odd input ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("RGB", (1, 1)),
+        Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 3, 3), dtype=np.uint8)),
+        Image.new("RGBA", (64, 48), (255, 0, 0, 0)),
+        Image.new("L", (40, 90), 200),
+    ],
+    ids=["1x1", "3x300-strip", "rgba", "grey"],
+)
+def test_odd_images_give_well_formed_empty_results(pose, faces, ocr, hed, image):
+    width, height = image.size
+    assert pose.pose(image).size == (width, height)
+    assert faces.faces(image) == []
+    assert ocr.ocr(image) == []
+    assert hed.hed(image).size == (width, height) and hed.scribble(image).size == (width, height)
+    assert MediaPipePersonSegmentation(pose=pose, faces=faces).person_mask(image).shape == (height, width)
+    detector = EmbeddedDetector(faces=faces, pose=pose, ocr=ocr)
+    assert detector.detect(image, "faces, people and text") == []
+    caption = EmbeddedSummary(pose=pose, faces=faces, ocr=ocr).caption(image)
+    assert caption.startswith(SUMMARY_PREFIX) and f"{width}x{height}" in caption
