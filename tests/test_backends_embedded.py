@@ -171,6 +171,22 @@ def test_pose_keypoints_and_skeleton_on_the_astronaut(pose, astronaut):
     assert ((xs >= x0 - 5) & (xs < x1 + 5) & (ys >= y0 - 5) & (ys < y1 + 5)).mean() > 0.99
 
 
+def test_pose_bundle_matches_mediapipes_own_legacy_graph(pose, astronaut):
+    # The .task bundle is built here (normalisation metadata written by us), so compare it with
+    # the official legacy graph, which ships its own preprocessing for the same two models.
+    from mediapipe.python.solutions import pose as legacy_pose
+
+    rgb = np.ascontiguousarray(np.asarray(astronaut))
+    with legacy_pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True) as graph:
+        legacy = graph.process(rgb)
+    ours = pose.people(astronaut)[0]
+    expected = np.array([[lm.x * 512, lm.y * 512] for lm in legacy.pose_landmarks.landmark])
+    seen = np.array([lm.visibility > 0.5 for lm in legacy.pose_landmarks.landmark])
+    distance = np.hypot(*(np.array(ours["landmarks"])[:, :2] - expected).T)
+    assert seen.sum() >= 10 and np.max(distance[seen]) < 6
+    assert ((legacy.segmentation_mask > 0.5) == ours["mask"]).mean() > 0.98
+
+
 def test_pose_on_an_empty_image_is_all_black(pose):
     skeleton = pose.pose(Image.new("RGB", (320, 256), (128, 128, 128)))
     assert skeleton.size == (320, 256) and not np.asarray(skeleton).any()
