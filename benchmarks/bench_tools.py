@@ -125,17 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {' '.join([os.path.relpath(sys.executable)] + sys.argv)}")
     print(f"image: skimage astronaut, 512x512 RGB; warm = median of {args.repeat} calls after the first")
     print()
-    header = f"{'tool':36s} {'load name':20s} {'cold s':>8s} {'warm s':>8s} {'x Canny':>8s} {'peak MiB':>9s}  backends"
+    header = f"{'tool':42s} {'load name':20s} {'cold s':>8s} {'warm s':>8s} {'x Canny':>8s} {'peak MiB':>9s}  backends"
     print(header)
     print("-" * len(header))
     for r in rows:
         if "warm_s" not in r:
-            print(f"{r['tool']:36s} {r['load_name']:20s} {r['status']}")
+            print(f"{r['tool']:42s} {r['load_name']:20s} {r['status']}")
             continue
         ratio = f"{r['warm_s'] / canny:8.1f}" if canny else f"{'-':>8s}"
         flag = "" if r["status"] == "success" else f"  [{r['status']}]"
         print(
-            f"{r['tool']:36s} {r['load_name']:20s} {r['cold_s']:8.3f} {r['warm_s']:8.3f} {ratio} "
+            f"{r['tool']:42s} {r['load_name']:20s} {r['cold_s']:8.3f} {r['warm_s']:8.3f} {ratio} "
             f"{r['peak_mib']:9.1f}  {r['backends']}{flag}"
         )
     if args.json:
