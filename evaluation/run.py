@@ -285,13 +285,18 @@ def evaluate_runner(
         time.sleep(1.0)
         found = store.load()
     store.write_json(records, found)
+    return {"predictions": found, "elapsed_s": elapsed, "new_records": done, "usage": total_usage(found)}
+
+
+def total_usage(found: dict[str, dict]) -> Usage:
+    """Token counts summed over stored predictions (so a resumed run still counts its first part)."""
     usage = Usage()
     for item in found.values():
         u = item.get("usage") or {}
         usage.prompt_tokens += int(u.get("prompt_tokens", 0))
         usage.completion_tokens += int(u.get("completion_tokens", 0))
         usage.calls += int(u.get("calls", 0))
-    return {"predictions": found, "elapsed_s": elapsed, "new_records": done, "usage": usage}
+    return usage
 
 
 class _NoBar:
@@ -407,7 +412,7 @@ def run_evaluation(
             if not res:
                 PredictionStore(folder).write_json(records, found)
             metrics = score_predictions(records, {k: v["output"] for k, v in found.items()}, variant=variant)
-            usage = res["usage"] if res else Usage()
+            usage = res["usage"] if res else total_usage(found)
             model_name = spec.name if spec.kind != "local" else spec.text
             metrics.update({
                 "model": spec.text,
