@@ -2,7 +2,18 @@
 
 ``load_tools(["Image2Canny_cpu", "Text2Box_cuda:0"])`` gives GPT4Tools' ``--load`` behaviour;
 ``load_tools()`` gives every tool that can run here. Names import lazily (langchain-core and the
-tool modules load on first use).
+tool modules load on first use). The tools drop into any LangChain agent::
+
+    from langchain.agents import create_agent
+    from langchain_openai import ChatOpenAI
+    from efe_langchain import Workspace, load_tools
+
+    ws = Workspace("workspace")
+    photo = ws.add_image("holiday.jpg")            # -> "image/1a2b3c4d.png"
+    agent = create_agent(ChatOpenAI(model="gpt-4o-mini"), load_tools(workspace=ws))
+    agent.invoke({"messages": [("user", f"Detect the edges of {photo}")]})
+
+``efe tools`` lists every tool, its backends and what each needs to run here.
 """
 
 from __future__ import annotations
