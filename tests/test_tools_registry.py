@@ -165,7 +165,9 @@ def test_prefer_changes_the_choice():
 def test_composite_tools_share_one_backend_instance(ws):
     seg, remove = load_tools(["ObjectSegmenting", "ImageEditing.remove"], workspace=ws)
     assert isinstance(seg, ObjectSegmenting) and isinstance(remove, RemoveObject)
-    for cap in set(seg.backends) & set(remove.backends):
+    shared = set(seg.backends) & set(remove.backends)
+    assert shared  # both find the object the same way
+    for cap in shared:
         assert seg.backends[cap] is remove.backends[cap]
     if "segment_box" in seg.backends:
         assert seg.backends["segment_box"] is registry.get_backend(GrabCutSegmenter) or seg.backends["segment_box"].kind == "reference"
