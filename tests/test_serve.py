@@ -219,20 +219,42 @@ def test_efe_eval_against_the_server(server, tmp_path):
 
 
 @pytest.mark.slow
-def test_embedded_model_served(embedded_llm):
+def test_efe_serve_command_with_the_embedded_model(tmp_path):
+    """``efe serve`` as users start it, in a subprocess on a free port, with the real SmolLM2."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
     import openai
 
-    from efe_langchain.serve import create_app
-
-    with _Server(create_app(embedded_llm, model_name="efe-embedded")) as s:
-        client = openai.OpenAI(base_url=s.url, api_key="unused", max_retries=0, timeout=120)
-        resp = client.chat.completions.create(
-            model="efe-embedded", messages=MESSAGES, tools=TOOLS, temperature=0, max_tokens=24
-        )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "efe_langchain.cli", "serve", "--model", "embedded:noadapter", "--port", str(port),
+           "--max-new-tokens", "24", "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ, TQDM_DISABLE="1"))
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"efe serve did not come up: {proc.stdout.read().decode()[-2000:]}")
+                time.sleep(0.5)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=300)
+        assert [m.id for m in client.models.list().data] == ["efe-embedded-noadapter"]
+        resp = client.chat.completions.create(model="efe-embedded-noadapter", messages=MESSAGES, tools=TOOLS, temperature=0)
         msg = resp.choices[0].message
-        if msg.tool_calls:
+        if msg.tool_calls:  # constrained decoding: the only tool, the conversation's image
             assert msg.tool_calls[0].function.name == "edge_detection"
+            assert json.loads(msg.tool_calls[0].function.arguments) == {"image_path": "image/ab12cd34.png"}
         else:
             assert msg.content.strip()
-        text = client.completions.create(model="efe-embedded", prompt="The capital of France is", max_tokens=5).choices[0].text
-        assert text.strip()
+        text = client.completions.create(model="efe-embedded-noadapter", prompt="The capital of France is", max_tokens=4, temperature=0)
+        assert text.choices[0].text.strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,0 +1,40 @@
+"""``efe serve``: the local model behind an OpenAI-compatible HTTP API (``/v1/...``)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", "-m", default="embedded",
+                        help="embedded | embedded:noadapter | PATH_OR_HUB_ID[+ADAPTER] (default: embedded)")
+    parser.add_argument("--name", default=None,
+                        help="model id clients send (default: efe-embedded, or the folder name)")
+    parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default when a request sets no max_tokens")
+    parser.add_argument("--free", action="store_true",
+                        help="decode chat tool steps freely instead of constrained (tool names, images, arg counts)")
+    parser.add_argument("--log-level", default="info")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from efe_langchain.evaluation.run import load_local_llm, parse_model_spec
+    from efe_langchain.serve import serve
+
+    spec = parse_model_spec(args.model)
+    if spec.kind != "local":
+        raise ValueError(f"efe serve needs a local model (embedded, embedded:noadapter or a path), not {args.model!r}")
+    llm = load_local_llm(spec, args.device)
+    if args.max_new_tokens:
+        llm.max_new_tokens = args.max_new_tokens
+    if args.free:
+        llm.constrained = False
+    name = args.name or ("efe-embedded" if spec.name == "embedded" and spec.embedded_adapter else
+                         "efe-embedded-noadapter" if spec.name == "embedded" else Path(spec.name).name)
+    print(f"serving {llm.model_name} as '{name}' on http://{args.host}:{args.port}/v1", flush=True)
+    serve(llm, host=args.host, port=args.port, model_name=name, log_level=args.log_level)
+    return 0
