@@ -8,11 +8,15 @@ written. What differs by default, and why:
 
 * loss on the response only (GPT4Tools v1 trained on the whole text: ``--train_on_inputs``);
   the prompt is 95% of every sample and identical across samples, so learning it is wasted work;
-* padding-free batches (``--packing``, on): each micro batch is flattened into one row with
-  position ids restarting at every sample. transformers turns restarting position ids into a
-  block-diagonal causal mask, so samples never attend to each other (no cross-contamination) and no
-  compute is spent on padding. ``--pad_to_cutoff`` reproduces GPT4Tools v2 (every sample padded to
-  ``--cutoff_len``) for the benchmark;
+* no padding to the maximum: each micro batch is padded to its own longest sample, and
+  ``--group_by_length`` puts samples of similar length together, so little compute goes to padding.
+  ``--packing`` instead flattens each micro batch into one row with position ids restarting at
+  every sample: with flash-attn installed this runs its variable-length kernel (no padding, no
+  cross-contamination); without it transformers turns the restarting position ids into a
+  block-diagonal mask for SDPA, which is still exact (no cross-contamination) but costs attention
+  quadratic in the whole row, so it is slower than length grouping for long rows (measured on an
+  H100: see benchmarks/bench_train.py). ``--pad_to_cutoff`` reproduces GPT4Tools v2 (every sample
+  padded to ``--cutoff_len``) for the benchmark;
 * the prompt is tokenized exactly as ``efe_langchain.llm`` tokenizes it at inference
   (``tokenizer(prompt)`` with its special tokens, then the response without), and a tool step's
   target ends with ``\\nObservation:`` so the model learns where to stop.
@@ -70,9 +74,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
     e = p.add_argument_group("EFE options")
     e.add_argument("--gguf_file", default=None, help="GGUF file name inside --base_model (or pass the .gguf path as --base_model)")
-    e.add_argument("--packing", dest="packing", action="store_true", default=True,
-                   help="padding-free micro batches with restarting position ids (default)")
-    e.add_argument("--no_packing", dest="packing", action="store_false", help="pad each micro batch to its longest sample")
+    e.add_argument("--packing", dest="packing", action="store_true", default=False,
+                   help="padding-free micro batches with restarting position ids (flash-attn varlen when installed)")
+    e.add_argument("--no_packing", dest="packing", action="store_false", help="pad each micro batch to its longest sample (default)")
+    e.add_argument("--attn_implementation", default=None, help="sdpa, eager, flash_attention_2 ... (default: flash_attention_2 "
+                   "when packing and flash-attn is installed, else the model's default)")
     e.add_argument("--pad_to_cutoff", action="store_true", help="pad every sample to --cutoff_len (GPT4Tools v2; benchmark baseline)")
     e.add_argument("--gradient_checkpointing", action="store_true")
     e.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto", help="auto: bf16 where the GPU has it, else fp32")
@@ -281,6 +287,17 @@ def load_base_model(args, precision: str):
         source, gguf = str(Path(source).parent), Path(source).name
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
     kw: dict[str, Any] = {"dtype": dtype}
+    attn = getattr(args, "attn_implementation", None)
+    if attn is None and getattr(args, "packing", False) and torch.cuda.is_available():
+        try:
+            import flash_attn  # noqa: F401
+
+            attn = "flash_attention_2"
+        except ImportError:
+            print("packing without flash-attn: SDPA with a block-diagonal mask (exact, but quadratic in the row)",
+                  file=sys.stderr)
+    if attn:
+        kw["attn_implementation"] = attn
     if gguf:
         kw["gguf_file"] = gguf
     if args.load_in_8bit or args.load_in_4bit:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The device steps of the embedded adapter (issue 7), one command per `run` call:
-#   part1   carry .carry_a (first half of the SmolLM2 GGUF) + .whl: copy the half to /root, check the
+#   part1   carry .carry_a (first half of the SmolLM2 GGUF) + .whl_efe: copy the half to /root, check the
 #           environment (versions, GPU, our imports)
-#   part2   carry .carry_b (second half) + .whl, within 30 s of part1 on the same warm machine: join,
+#   part2   carry .carry_b (second half) + .whl_efe, within 30 s of part1 on the same warm machine: join,
 #           check sha256, generate the data, train, copy the adapter to $OUT, evaluate on our splits
 #   eval    evaluate (more) of the trained adapter and of the base model, same machine
 #   bench   training throughput: padding-free vs padded to 2048, same model and data
@@ -17,7 +17,7 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$W" "$OUT"
 
 setup_python() {
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 3
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl_efe/*.whl || exit 3
   export PYTHONPATH=/tmp/site:$PWD
   # finetune/ and evaluation/ are installed as efe_langchain.finetune / .evaluation; here, link them.
   ln -sfn ../finetune efe_langchain/finetune
@@ -55,23 +55,28 @@ s = generate_samples(${EPISODES:-20000}, seed=0)
 json.dump(s, open("$W/train.json", "w"))
 print("train samples", len(s))
 PY
-  timeout ${TRAIN_TIMEOUT:-420} python3 -m efe_langchain.finetune.train --base_model "$GGUF" --data_path "$W/train.json" \
+  timeout ${TRAIN_TIMEOUT:-330} python3 -m efe_langchain.finetune.train --base_model "$GGUF" --data_path "$W/train.json" \
     --output_dir "$W/adapter" --num_epochs ${EPOCHS:-1} --batch_size ${BATCH:-64} --micro_batch_size ${MICRO:-32} \
     --learning_rate ${LR:-5e-4} --lora_r ${R:-32} --lora_alpha ${ALPHA:-32} --lora_target_modules all-linear \
-    --cutoff_len 2048 --save_steps 100 --save_total_limit 1 --save_dtype fp16 --logging_steps 10 --quiet \
+    --group_by_length --cutoff_len 2048 --save_steps 100 --save_total_limit 1 --save_dtype fp16 --logging_steps 10 --quiet \
     2>&1 | grep -v Warning | tee "$OUT/train.log"
   A="$W/adapter"
   if [ ! -f "$A/adapter_model.safetensors" ]; then
     A=$(ls -d $W/adapter/checkpoint-* 2>/dev/null | sort -t- -k2 -n | tail -1); echo "training cut short: using $A"
   fi
   echo "$A" > "$W/adapter_path"
+  # Files come back only under 16 MiB each: the fp16 adapter (~19 MB) travels in two pieces.
   mkdir -p "$OUT/adapter"
-  cp "$A"/adapter_config.json "$A"/adapter_model.safetensors "$OUT/adapter/" 2>/dev/null
+  cp "$A"/adapter_config.json "$OUT/adapter/"
+  split -b 15000000 -d "$A"/adapter_model.safetensors "$OUT/adapter/adapter_model.safetensors.part_"
+  sha256sum "$A"/adapter_model.safetensors | tee "$OUT/adapter/sha256.txt"
   cp "$W"/adapter/train_summary.json "$W"/adapter/loss.png "$OUT/" 2>/dev/null
-  ls -la "$OUT/adapter"
-  timeout ${EVAL_TIMEOUT:-120} python3 -m efe_langchain.finetune.adapter_eval --base "$GGUF" --adapter "$A" \
+  timeout ${EVAL_TIMEOUT:-90} python3 -m efe_langchain.finetune.adapter_eval --base "$GGUF" --adapter "$A" \
     --split evaluation/data/val_handwritten.json evaluation/data/test_unseen.json evaluation/data/val_generated.json \
     --out "$W/eval" --decoding free --batch_size 64 2>&1 | grep "^\[" | tee "$OUT/eval_adapter_free.log"
+  timeout ${EVAL2_TIMEOUT:-100} python3 -m efe_langchain.finetune.adapter_eval --base "$GGUF" --adapter "$A" \
+    --split evaluation/data/val_handwritten.json evaluation/data/test_unseen.json evaluation/data/val_generated.json \
+    --out "$W/eval" --decoding constrained 2>&1 | grep "^\[" | tee "$OUT/eval_adapter_constrained.log"
   ;;
 eval)
   setup_python
