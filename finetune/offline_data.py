@@ -149,7 +149,7 @@ def build_catalog(exclude_families: Iterable[str] = (), only_families: Iterable[
             continue
         p = phr[spec.name]
         out.append(CatalogTool(spec.name, spec.description, spec.name, p.group, "real",
-                               _REAL_ARGS.get(spec.name, ("img",)),
+                               _REAL_ARGS.get(spec.name, ("img", "desc") if spec.n_args == 2 else ("img",)),
                                "text" if spec.name in _TEXT_OUTPUT_REAL else "image",
                                tuple(p.train), tuple(p.val), p.cond))
     for t in synthetic_tools():

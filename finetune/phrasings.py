@@ -295,7 +295,8 @@ SLOT_VALUES = {
               "cold blue light", "dramatic side light"],
     "desc": ["a bakery with a croissant", "a fox in a forest", "a coffee shop called Bean", "a rocket",
              "a green leaf", "a mountain and a sun", "a cat chef cooking", "a running shoe", "waves"],
-    "data": ["3, 5, 8, 2", "apples 10, pears 4, plums 7", "10, 20, 30", "jan 5, feb 7, mar 9"],
+    # No commas: the comma separates a tool's arguments.
+    "data": ["3 5 8 2", "apples 10 pears 4 plums 7", "10 20 30", "jan 5 feb 7 mar 9", "red 40% blue 60%"],
     "link": ["https://example.com", "www.my-shop.com", "https://github.com/efe", "my wifi password 1234"],
 }
 

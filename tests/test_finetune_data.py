@@ -1,0 +1,187 @@
+"""The offline generator, the synthetic vocabulary and the splits: format, protocol, leaks."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from efe_langchain import react
+from efe_langchain.finetune.offline_data import (
+    TOOL_TARGET_SUFFIX,
+    UNSEEN_REAL_TOOLS,
+    UNSEEN_SYNTHETIC_FAMILIES,
+    build_catalog,
+    generate_episodes,
+    generate_eval_records,
+    generate_samples,
+    heldout_names,
+)
+from efe_langchain.finetune.phrasings import add_typos, load_no_tool_examples, load_real_phrasings
+from efe_langchain.finetune.splits import handwritten_records, load_handwritten, unseen_records
+from efe_langchain.finetune.synthetic_tools import load_synthetic_families, synthetic_tools
+
+REPO = Path(__file__).resolve().parents[1]
+TOOL_LINE = re.compile(r"^> (.+?): ", re.M)
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return generate_samples(1500, seed=123)
+
+
+def _listed(instruction: str) -> list[str]:
+    return TOOL_LINE.findall(instruction)
+
+
+def test_heldout_file_is_the_shared_copy():
+    shared = Path("/work/shared/gpt4tools/heldout_tools.txt")
+    if not shared.exists():
+        pytest.skip("shared GPT4Tools folder not on this machine")
+    ours = (REPO / "finetune" / "heldout_tools.txt").read_text()
+    assert ours == shared.read_text()
+
+
+def test_no_heldout_name_or_description_is_ever_emitted(samples):
+    held = heldout_names()
+    assert "Detect Face" in held and "Detection" in held
+    recs = generate_eval_records(300, seed=5, split="val") + unseen_records(150) + handwritten_records()
+    for s in samples + recs:
+        text = s["instruction"] + s["output"]
+        names = set(_listed(s["instruction"])) | set(re.findall(r"^Action: (.+)$", text, re.M))
+        assert not names & held
+        # The multi-word names must not appear at all, not even inside a request.
+        for name in held:
+            if " " in name:
+                assert name.lower() not in text.lower(), name
+    # Nor any synthetic tool that does what the zero-shot benchmark tests.
+    for t in synthetic_tools():
+        assert t.name not in held
+        assert not re.search(r"\b(face|ocr|super-resolution|upscal|crop|3d)\b", t.description, re.I), t.name
+
+
+def test_samples_are_one_react_step_rendered_by_react(samples):
+    for s in samples:
+        assert set(s) >= {"instruction", "input", "output"} and s["input"] == ""
+        out = s["output"]
+        listed = _listed(s["instruction"])
+        assert 2 <= len(listed) <= 5 and len(set(listed)) == len(listed)
+        if out.startswith(react.THOUGHT_YES):
+            assert out.endswith(TOOL_TARGET_SUFFIX) and out.count("Action:") == 1
+            parsed = react.parse(out, listed)
+            assert isinstance(parsed, react.ToolCall), out
+            # The tool called is one the prompt lists (never an invented name).
+            assert parsed.tool in listed
+        else:
+            assert out.startswith(react.THOUGHT_NO + "\nAI: ")
+            assert isinstance(react.parse(out), react.FinalAnswer)
+        # The prompt is exactly what react renders: the tools block and format list agree.
+        fmt = re.search(r"should be one of \[(.*)\]", s["instruction"]).group(1)
+        assert fmt == ", ".join(listed)
+
+
+def test_image_arguments_are_copied_from_the_conversation(samples):
+    shapes = collections.Counter()
+    for s in samples:
+        parsed = react.parse(s["output"])
+        if not isinstance(parsed, react.ToolCall):
+            continue
+        for part in parsed.tool_input.split(", "):
+            if re.search(r"\.(png|jpe?g|webp|bmp)$", part, re.I):
+                assert part in s["instruction"], (part, s["instruction"][-400:])
+                shapes[re.sub(r"[0-9a-f]{4,}", "H", part.rsplit("/", 1)[0] if "/" in part else "<none>")] += 1
+    # Many naming shapes, so the model learns to copy rather than to produce one.
+    assert len(shapes) >= 6, shapes
+
+
+def test_argument_counts_follow_the_descriptions(samples):
+    cat = {t.name: t for t in build_catalog()}
+    for s in samples:
+        parsed = react.parse(s["output"])
+        if isinstance(parsed, react.ToolCall):
+            n = len(cat[parsed.tool].args)
+            # Text arguments never contain the separator, so the count is exact.
+            assert len(parsed.tool_input.split(", ")) == n, (parsed.tool, parsed.tool_input)
+            assert all(len(p.split()) <= 12 for p in parsed.tool_input.split(", "))
+
+
+def test_mix_covers_every_failure_the_issue_lists(samples):
+    kinds = collections.Counter(s["kind"] for s in samples)
+    for k in ("real", "synthetic", "chain", "direct_cond", "no_tool_text", "no_tool_chat", "real_final"):
+        assert kinds[k] > 0, kinds
+    tool_calls = [react.parse(s["output"]) for s in samples if s["output"].startswith(react.THOUGHT_YES)]
+    real_names = {t.name for t in build_catalog() if t.source == "real"}
+    real_share = sum(c.tool in real_names for c in tool_calls) / len(tool_calls)
+    assert real_share >= 0.6, real_share
+    # Text tasks, not only chit-chat, are answered without a tool.
+    text_tasks = [s for s in samples if s["kind"] == "no_tool_text"]
+    assert any(re.search(r"translat|summar|rewrite|rephrase|classif|sentiment", s["instruction"].split("New input:")[-1], re.I)
+               for s in text_tasks)
+    # Multi-turn context: earlier human turns and several images in the history.
+    assert sum("AI: Received." in s["instruction"] and s["instruction"].count("Provide an image named") >= 2 for s in samples) > 50
+    # Confusable tools are listed together often.
+    edge_with_neighbours = [s for s in samples if "Edge Detection On Image" in _listed(s["instruction"])
+                            and {"Line Detection On Image", "Hed Detection On Image", "Sketch Detection On Image"} & set(_listed(s["instruction"]))]
+    assert len(edge_with_neighbours) > 20
+
+
+def test_chain_second_step_uses_the_first_observation():
+    eps = [e for e in generate_episodes(400, seed=9) if e.kind == "chain"]
+    assert eps
+    for e in eps:
+        (t1, _, o1), (t2, i2, _) = e.steps
+        assert i2.split(", ")[0] == o1
+        assert t2.startswith("Generate Image Condition On")
+
+
+def test_unseen_tools_never_reach_training_data(samples):
+    unseen = {t.name for t in build_catalog(only_families=UNSEEN_SYNTHETIC_FAMILIES + UNSEEN_REAL_TOOLS)}
+    assert len(unseen) >= 2 * len(UNSEEN_SYNTHETIC_FAMILIES)
+    for s in samples:
+        assert not unseen & set(_listed(s["instruction"]))
+    recs = unseen_records(100)
+    assert all(set(r["Action"]) & unseen for r in recs if not r["finished_previously"])
+
+
+def test_val_phrasings_are_a_separate_pool():
+    real = load_real_phrasings()
+    for p in real.values():
+        assert p.train and p.val and not set(p.train) & set(p.val)
+    for f in load_synthetic_families():
+        assert not set(f.train) & set(f.val)
+    pools = load_no_tool_examples()
+    assert not {e.request for e in pools["train"]} & {e.request for e in pools["val"]}
+
+
+def test_handwritten_split_is_big_enough_and_well_formed():
+    lines = load_handwritten()
+    assert len(lines) >= 150
+    assert sum(1 for t, _, _ in lines if not t) >= 25
+    recs = handwritten_records()
+    for r in recs:
+        assert set(r) >= {"id", "instruction", "input", "output", "Action", "Action Input", "user_input", "finished_previously"}
+        assert r["user_input"] in r["instruction"]
+
+
+def test_committed_splits_match_the_generator():
+    for name in ("val_generated.json", "val_handwritten.json", "test_unseen.json"):
+        data = json.loads((REPO / "evaluation" / "data" / name).read_text())
+        assert len(data) >= 150 and len({r["id"] for r in data}) == len(data)
+    assert json.loads((REPO / "evaluation" / "data" / "val_handwritten.json").read_text()) == handwritten_records()
+
+
+def test_typos_leave_slots_and_paths_alone():
+    import random
+
+    rng = random.Random(0)
+    for _ in range(200):
+        out = add_typos("please remove the {obj} from {img} right now", rng, rate=0.9)
+        assert "{obj}" in out and "{img}" in out
+
+
+def test_bad_split_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="split"):
+        generate_episodes(1, split="test")
