@@ -174,24 +174,44 @@ def check_edge_map(workspace: Path, upload_rel: str, result_rel: str) -> None:
     assert grad[edges > 0.5].mean() > 2 * grad[edges <= 0.5].mean()
 
 
+def image_loaded(page, img) -> None:
+    """Until the browser has fetched and decoded the image (not only laid out its element)."""
+    img.wait_for(timeout=60_000)
+    page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=img.element_handle(), timeout=60_000)
+
+
+@contextlib.contextmanager
+def evidence_on_failure(page, tmp_path: Path, log: Path):
+    """A failing browser test leaves a screenshot and says what the server printed."""
+    try:
+        yield
+    except Exception as exc:
+        shot = tmp_path / "failure.png"
+        with contextlib.suppress(Exception):
+            page.screenshot(path=str(shot))
+        tail = log.read_text(errors="replace")[-2500:] if log.exists() else "(no server log)"
+        raise AssertionError(f"{exc}\n--- screenshot: {shot}\n--- server log (tail):\n{tail}") from exc
+
+
 def test_upload_ask_for_edges_and_find_the_result_after_a_restart(tmp_path):
     pytest.importorskip("playwright", reason="the playwright package is not installed: run scripts/install_browser.sh")
     workspace = tmp_path / "workspace"
     image = photo(tmp_path / "astronaut.jpg")
     log = tmp_path / "streamlit.log"
-    port = _free_port()
-    with chromium_page() as page:
-        with streamlit_server(workspace, port, log, **SETTINGS) as url:
+    with chromium_page() as page, evidence_on_failure(page, tmp_path, log):
+        with streamlit_server(workspace, _free_port(), log, **SETTINGS) as url:
             page_url = upload_and_ask(page, url, image, "Detect the edges of this image")
+            assert "thread=" in page_url
             step = edge_step(page)
             result = result_path(step)
-            assert "thread=" in page_url
             uploads = [p for p in page.get_by_test_id("stImageCaption").all_inner_texts() if p.startswith("Uploaded as ")]
             upload_rel = uploads[0].removeprefix("Uploaded as ").strip()
+            # The step shows what the tool was given (the upload) and one output.
+            assert step.get_by_test_id("stCode").first.inner_text().strip() == upload_rel
+            assert step.get_by_text("Output", exact=True).count() == 1
             check_edge_map(workspace, upload_rel, result)
             # The result image really loads in the browser (not only its caption).
-            img = step.locator("img").last
-            assert img.evaluate("i => i.complete && i.naturalWidth") > 0
+            image_loaded(page, step.locator("img").last)
 
         # A new server process on the same workspace: the URL brings the conversation back.
         with streamlit_server(workspace, _free_port(), log, **SETTINGS) as url2:
@@ -199,6 +219,7 @@ def test_upload_ask_for_edges_and_find_the_result_after_a_restart(tmp_path):
             wait_idle(page, TURN_S)
             step = edge_step(page)
             assert result_path(step) == result
+            image_loaded(page, step.locator("img").last)
             assert page.get_by_test_id("stChatMessage").filter(has_text="Detect the edges of this image").count() == 1
 
 
@@ -207,12 +228,15 @@ def take_screenshot(out: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix="efe-shot-"))
     try:
         image = photo(work / "astronaut.jpg")
-        with chromium_page(1400, 1100) as page, streamlit_server(work / "workspace", _free_port(), work / "log") as url:
+        server = streamlit_server(work / "workspace", _free_port(), work / "log", **SETTINGS)
+        with chromium_page(1400, 1900) as page, server as url:
             upload_and_ask(page, url, image, "Detect the edges of this image")
             edge_step(page)
             page.wait_for_timeout(1000)
             out.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(out), full_page=True)
+            # Streamlit scrolls inside its own container, so the viewport is made tall enough for
+            # the whole exchange instead of asking for a full-page shot.
+            page.screenshot(path=str(out))
         print(f"wrote {out}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -6,6 +6,7 @@ the sidebar, the agent over a workspace, and one turn as transcript items.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
@@ -263,7 +264,8 @@ def turn_items(app: AppAgent, text: str, thread_id: str) -> Iterator[list[Item]]
         try:
             with app.lock:
                 for items in _items_of(app, text, thread_id):
-                    out.put(items)
+                    # Copies: the worker completes a step while the page may still be drawing it.
+                    out.put([dataclasses.replace(item) for item in items])
         except BaseException as exc:  # handed to the reader, who shows it in the chat
             out.put(exc)
         finally:

@@ -20,7 +20,7 @@ AVATARS = {"user": "user", "assistant": "assistant"}
 # Uploads and results are at most 512 px (GPT4Tools' size); a bubble shows them a bit smaller,
 # and a tool step smaller still, since the answer usually shows the same image again.
 IMAGE_WIDTH = 384
-STEP_IMAGE_WIDTH = 256
+STEP_IMAGE_WIDTH = 352
 
 
 def _image(root: Path, rel: str, caption: str | None = None, width: int = IMAGE_WIDTH) -> None:
