@@ -146,15 +146,20 @@ class Workspace:
         candidate = given if given.is_absolute() else self.root / given
         if not _is_within(candidate.absolute(), self.root):
             raise WorkspaceError(f"{text!r} is outside the workspace; use a path such as image/1a2b3c4d.png")
-        # Symlinks are followed only to see where they lead: a link out of the root is refused.
-        real = candidate.resolve()
-        if not _is_within(real, self.root):
-            raise WorkspaceError(f"{text!r} links to a file outside the workspace")
-        if not real.exists():
-            hint = self._near_names(given.name)
-            raise WorkspaceError(f"there is no image named {text!r} in the workspace{hint}")
-        if not real.is_file():
-            raise WorkspaceError(f"{text!r} is not a file")
+        try:
+            # Symlinks are followed only to see where they lead: a link out of the root is refused.
+            real = candidate.resolve()
+            if not _is_within(real, self.root):
+                raise WorkspaceError(f"{text!r} links to a file outside the workspace")
+            if not real.exists():
+                hint = self._near_names(given.name)
+                raise WorkspaceError(f"there is no image named {text!r} in the workspace{hint}")
+            if not real.is_file():
+                raise WorkspaceError(f"{text!r} is not a file")
+        except RuntimeError:  # Python < 3.13 reports symlink loops this way
+            raise WorkspaceError(f"{_short(text)!r} is a symlink loop") from None
+        except OSError as exc:  # a name too long, a loop, a permission problem...
+            raise WorkspaceError(f"{_short(text)!r} cannot be read: {exc.strerror or exc}") from None
         return real
 
     def _near_names(self, name: str) -> str:
@@ -165,9 +170,12 @@ class Workspace:
         return f"; did you mean {', '.join(f'{IMAGE_DIR}/{c}' for c in close)}?" if close else ""
 
     def _read_checked(self, path: Path, shown: str) -> Image.Image:
-        self._check_bytes(path, shown)
-        with path.open("rb") as f:
-            return self._decode(f, shown)
+        try:
+            self._check_bytes(path, shown)
+            with path.open("rb") as f:
+                return self._decode(f, shown)
+        except OSError as exc:  # unreadable (permissions, a file removed meanwhile)
+            raise WorkspaceError(f"{_short(shown)!r} cannot be read: {exc.strerror or exc}") from None
 
     def _check_bytes(self, path: Path, shown: str) -> None:
         size = path.stat().st_size
@@ -242,6 +250,10 @@ class Workspace:
 
     def list_images(self) -> list[str]:
         return sorted(f"{IMAGE_DIR}/{p.name}" for p in (self.root / IMAGE_DIR).glob("*.png"))
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _trim(part: str) -> str:

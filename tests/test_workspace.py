@@ -236,3 +236,21 @@ def test_sixteen_bit_upload_keeps_its_tones(ws):
     out = np.asarray(ws.open_image(ws.add_image(img, resize=False)))
     assert out.shape == (64, 256, 3)
     assert out[0, 0, 0] == 0 and out[0, 255, 0] == 255 and 120 < out[0, 128, 0] < 136
+
+
+def test_refuses_overlong_names_and_symlink_loops(ws):
+    _refused(ws, "a" * 1000 + ".png", "cannot be read|no image named")
+    _refused(ws, "image/" + "b" * 300 + ".png", "cannot be read|no image named")
+    os.symlink(ws.root / "image" / "l1.png", ws.root / "image" / "l2.png")
+    os.symlink(ws.root / "image" / "l2.png", ws.root / "image" / "l1.png")
+    _refused(ws, "image/l1.png", "symlink loop|cannot be read")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_refuses_unreadable_file(ws):
+    up = ws.add_image(_photo(64, 64))
+    (ws.root / up).chmod(0)
+    try:
+        _refused(ws, up, "cannot be read")
+    finally:
+        (ws.root / up).chmod(0o644)
