@@ -18,8 +18,10 @@ Only the Tasks API is used (``mediapipe.tasks.python.vision``). Two things make 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sys
 import threading
 import zipfile
 
@@ -66,6 +68,33 @@ def import_mediapipe():
         import mediapipe
 
         return mediapipe
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence the C++ side's stderr while graphs start.
+
+    Each graph start prints absl INFO/WARNING lines (no GPU/EGL, XNNPACK delegate, feedback
+    tensors) straight to file descriptor 2, and absl's C++ log level cannot be set from Python.
+    Set EFE_MEDIAPIPE_LOGS=1 to see them.
+    """
+    if os.environ.get("EFE_MEDIAPIPE_LOGS"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _rgb_array(image) -> np.ndarray:
@@ -128,7 +157,8 @@ class MediaPipePose(_MediaPipeBackend):
             min_pose_presence_confidence=0.5,
             output_segmentation_masks=True,
         )
-        self._landmarker = vision.PoseLandmarker.create_from_options(options)
+        with _quiet_native_stderr():
+            self._landmarker = vision.PoseLandmarker.create_from_options(options)
 
     @staticmethod
     def _bundle() -> bytes:
@@ -229,7 +259,8 @@ class MediaPipeFaces(_MediaPipeBackend):
             running_mode=vision.RunningMode.IMAGE,
             min_detection_confidence=self.min_confidence,
         )
-        self._detector = vision.FaceDetector.create_from_options(options)
+        with _quiet_native_stderr():
+            self._detector = vision.FaceDetector.create_from_options(options)
 
     def _detect(self, rgb: np.ndarray, dx: int, dy: int) -> list[dict]:
         with self._run_lock:
@@ -342,7 +373,8 @@ class MediaPipePersonSegmentation(_MediaPipeBackend):
             output_confidence_masks=True,
             output_category_mask=False,
         )
-        self._segmenter = vision.ImageSegmenter.create_from_options(options)
+        with _quiet_native_stderr():
+            self._segmenter = vision.ImageSegmenter.create_from_options(options)
 
     def selfie_mask(self, image) -> np.ndarray:
         """The selfie segmenter's raw foreground (bool HxW): not only people."""
