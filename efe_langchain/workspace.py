@@ -105,11 +105,12 @@ class Workspace:
             return self._decode(io.BytesIO(bytes(src)), "the uploaded bytes")
         if isinstance(src, (str, os.PathLike)):
             path = Path(src).expanduser()
-            if not path.is_file():
-                raise WorkspaceError(f"{str(src)!r} is not an existing file")
-            self._check_bytes(path, str(src))
-            with path.open("rb") as f:
-                return self._decode(f, str(src))
+            try:
+                if not path.is_file():
+                    raise WorkspaceError(f"{_short(str(src))!r} is not an existing file")
+            except OSError as exc:
+                raise WorkspaceError(f"{_short(str(src))!r} cannot be read: {exc.strerror or exc}") from None
+            return self._read_checked(path, str(src))
         raise WorkspaceError(f"cannot read an image from a {type(src).__name__}")
 
     # -- reading ------------------------------------------------------------------------------

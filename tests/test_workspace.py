@@ -209,7 +209,7 @@ def test_size_limits_are_configurable(tmp_path):
 
 def test_bad_uploads_lose_nothing(ws, tmp_path):
     before = ws.list_images()
-    for bad in (b"not an image", tmp_path / "missing.png", 12345):
+    for bad in (b"not an image", tmp_path / "missing.png", 12345, "x" * 1000 + ".png"):
         with pytest.raises(WorkspaceError):
             ws.add_image(bad)
     assert ws.list_images() == before
