@@ -225,24 +225,51 @@ class TrimHistoryMiddleware(AgentMiddleware):
 
 
 class ToolStepLimitMiddleware(AgentMiddleware):
-    """End a turn with a plain answer after ``max_steps`` tool calls, so a looping model stops."""
+    """End a turn with a plain answer when the model loops.
 
-    def __init__(self, max_steps: int = DEFAULT_MAX_TOOL_STEPS) -> None:
+    Two rules: after ``max_steps`` tool results in one turn, and (``stop_on_repeat``) when the
+    model asks for exactly the call it just made, whose result it already has. Small models do
+    the latter a lot; running the tool again would only show them the same observation.
+    """
+
+    def __init__(self, max_steps: int = DEFAULT_MAX_TOOL_STEPS, stop_on_repeat: bool = True) -> None:
         super().__init__()
         self.max_steps = int(max_steps)
+        self.stop_on_repeat = stop_on_repeat
 
     def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]):
         msgs = request.messages
         last_human = max((i for i, m in enumerate(msgs) if isinstance(m, HumanMessage)), default=-1)
-        results = [m for m in msgs[last_human + 1 :] if isinstance(m, ToolMessage)]
+        turn = msgs[last_human + 1 :]
+        results = [m for m in turn if isinstance(m, ToolMessage)]
         if len(results) >= self.max_steps:
-            last = _text(results[-1]).strip()
             return AIMessage(
                 content=f"I stopped after {len(results)} tool steps without a final answer. "
-                f"The last tool result was: {last}",
+                f"The last tool result was: {_text(results[-1]).strip()}",
                 response_metadata={"stopped": "max_tool_steps"},
             )
-        return handler(request)
+        response = handler(request)
+        previous = [c for m in turn if isinstance(m, AIMessage) for c in m.tool_calls]
+        if not (self.stop_on_repeat and previous and results):
+            return response
+        new = _response_message(response)
+        if new is not None and new.tool_calls and all(_same_call(c, previous[-1]) for c in new.tool_calls):
+            return AIMessage(
+                content=f"{_text(results[-1]).strip()}",
+                response_metadata={**new.response_metadata, "stopped": "repeated_tool_call"},
+            )
+        return response
+
+
+def _response_message(response: Any) -> AIMessage | None:
+    if isinstance(response, AIMessage):
+        return response
+    result = getattr(response, "result", None) or getattr(getattr(response, "model_response", None), "result", None)
+    return next((m for m in reversed(result or []) if isinstance(m, AIMessage)), None)
+
+
+def _same_call(a: dict, b: dict) -> bool:
+    return a.get("name") == b.get("name") and a.get("args") == b.get("args")
 
 
 def _tool_error_text(exc: Exception, request: Any) -> str:

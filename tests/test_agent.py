@@ -162,11 +162,22 @@ def test_tool_errors_come_back_as_observations(tmp_path):
 
 
 def test_a_looping_model_is_stopped_after_max_tool_steps(tmp_path):
-    step = "Thought: Do I need to use a tool? Yes\nAction: count_letters\nAction Input: abc"
-    agent = EFEAgent(model=_scripted(*[step] * 10), tools=[count_letters], workspace=tmp_path, max_tool_steps=3)
+    steps = [f"Thought: Do I need to use a tool? Yes\nAction: count_letters\nAction Input: {'a' * n}" for n in range(1, 11)]
+    agent = EFEAgent(model=_scripted(*steps), tools=[count_letters], workspace=tmp_path, max_tool_steps=3)
     answer = agent.invoke("loop forever", thread_id="l")
     assert answer == "I stopped after 3 tool steps without a final answer. The last tool result was: 3"
-    assert sum(isinstance(m, ToolMessage) for m in agent.history("l")) == 3
+    assert [m.content for m in agent.history("l") if isinstance(m, ToolMessage)] == ["1", "2", "3"]
+
+
+def test_repeating_the_same_call_ends_the_turn_with_its_result(tmp_path):
+    step = "Thought: Do I need to use a tool? Yes\nAction: count_letters\nAction Input: hello"
+    agent = EFEAgent(model=_scripted(step, step, step), tools=[count_letters], workspace=tmp_path)
+    events = list(agent.stream("count", thread_id="r"))
+    assert [e.kind for e in events] == ["tool_call", "tool_result", "final"]
+    assert events[-1].text == "5"
+    history = agent.history("r")
+    assert sum(isinstance(m, ToolMessage) for m in history) == 1  # the tool ran once
+    assert history[-1].response_metadata["stopped"] == "repeated_tool_call"
 
 
 @pytest.mark.parametrize(
