@@ -171,6 +171,21 @@ def test_pose_keypoints_and_skeleton_on_the_astronaut(pose, astronaut):
     assert ((xs >= x0 - 5) & (xs < x1 + 5) & (ys >= y0 - 5) & (ys < y1 + 5)).mean() > 0.99
 
 
+def test_people_side_by_side_are_all_found(pose, faces, ocr, astronaut):
+    # BlazePose's detector alone merges these two into one; the face-guided second look
+    # separates them.
+    pair = Image.fromarray(np.concatenate([np.asarray(astronaut), np.asarray(astronaut)[:, ::-1]], axis=1))
+    face_boxes = [FACE_REGION, (512 + 512 - FACE_REGION[2], FACE_REGION[1], 512 + 512 - FACE_REGION[0], FACE_REGION[3])]
+    people = pose.people(pair)
+    assert len(people) == 2
+    noses = sorted(p["keypoints"][0][:2] for p in people)
+    for nose, region in zip(noses, face_boxes):
+        assert _inside([nose[0], nose[1], nose[0], nose[1]], region, slack=5), (nose, region)
+    assert len(MediaPipePose(faces=faces, face_guided=False).people(pair)) == 1
+    summary = EmbeddedSummary(pose=pose, faces=faces, ocr=ocr).caption(pair)
+    assert "2 people (on the left, on the right); 2 faces" in summary
+
+
 def test_pose_bundle_matches_mediapipes_own_legacy_graph(pose, astronaut):
     # The .task bundle is built here (normalisation metadata written by us), so compare it with
     # the official legacy graph, which ships its own preprocessing for the same two models.

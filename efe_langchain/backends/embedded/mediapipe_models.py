@@ -152,7 +152,7 @@ class MediaPipePose(_MediaPipeBackend):
         options = vision.PoseLandmarkerOptions(
             base_options=BaseOptions(model_asset_buffer=self._bundle()),
             running_mode=vision.RunningMode.IMAGE,
-            num_poses=int(self.options.get("max_people", 5)),
+            num_poses=self.max_people,
             min_pose_detection_confidence=float(self.options.get("min_confidence", 0.5)),
             min_pose_presence_confidence=0.5,
             output_segmentation_masks=True,
@@ -183,25 +183,44 @@ class MediaPipePose(_MediaPipeBackend):
         """Each person found: ``keypoints`` (18 OpenPose points ``[x, y, visibility]`` or None),
         ``landmarks`` (33 MediaPipe ``[x, y, visibility]`` in pixels), ``box`` (of the person's
         mask, else of the visible keypoints), ``score`` (mean visibility of the drawn points) and
-        ``mask`` (bool HxW)."""
+        ``mask`` (bool HxW).
+
+        BlazePose's detector merges people who stand close together (two astronauts side by
+        side give one), so each face BlazeFace finds that no body accounts for gets a second
+        look in a crop around it (``face_guided=False`` turns that off).
+        """
         self.load()
         rgb = _rgb_array(image)
         height, width = rgb.shape[:2]
+        found = self._detect(rgb, 0, 0, width, height)
+        if self.options.get("face_guided", True) and len(found) < self.max_people:
+            found += self._face_guided(image, rgb, found)
+        return found
+
+    @property
+    def max_people(self) -> int:
+        return int(self.options.get("max_people", 5))
+
+    def _detect(self, rgb: np.ndarray, x0: int, y0: int, width: int, height: int) -> list[dict]:
+        """People in ``rgb``, a crop at (x0, y0) of a width x height image, in image coordinates."""
+        crop_h, crop_w = rgb.shape[:2]
         with self._run_lock:
             result = self._landmarker.detect(_mp_image(self._mp, rgb))
         masks = [m.numpy_view() > 0.5 for m in (result.segmentation_masks or [])]
         found = []
         for i, landmarks in enumerate(result.pose_landmarks):
-            points = [[lm.x * width, lm.y * height, float(lm.visibility or 0.0)] for lm in landmarks]
+            points = [[lm.x * crop_w + x0, lm.y * crop_h + y0, float(lm.visibility or 0.0)] for lm in landmarks]
             keypoints = [self._openpose_point(points, j, width, height) for j in MEDIAPIPE_TO_OPENPOSE]
             drawn = [k for k in keypoints if k is not None]
-            mask = masks[i].copy() if i < len(masks) else np.zeros((height, width), dtype=bool)
-            box = _box_from_mask(mask)
-            if box is None and drawn:
-                xs, ys = [k[0] for k in drawn], [k[1] for k in drawn]
-                box = [int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1]
             if not drawn:
                 continue
+            mask = np.zeros((height, width), dtype=bool)
+            if i < len(masks):
+                mask[y0 : y0 + crop_h, x0 : x0 + crop_w] = masks[i]
+            box = _box_from_mask(mask)
+            if box is None:
+                xs, ys = [k[0] for k in drawn], [k[1] for k in drawn]
+                box = [int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1]
             found.append(
                 {
                     "keypoints": keypoints,
@@ -212,6 +231,31 @@ class MediaPipePose(_MediaPipeBackend):
                 }
             )
         return found
+
+    def _face_guided(self, image, rgb: np.ndarray, found: list[dict]) -> list[dict]:
+        height, width = rgb.shape[:2]
+        faces_backend = self.options.get("faces") or shared_backend(MediaPipeFaces, self.device)
+        extra: list[dict] = []
+        for face in faces_backend.faces(image):
+            if len(found) + len(extra) >= self.max_people:
+                break
+            fx0, fy0, fx1, fy1 = face["box"]
+            size = max(fx1 - fx0, fy1 - fy0)
+            near = [fx0 - size // 4, fy0 - size // 4, fx1 + size // 4, fy1 + size // 4]
+            if any(_explains(p, near) for p in found + extra):
+                continue
+            # A body is about 3 face widths either side and 7 face heights down.
+            cx = (fx0 + fx1) // 2
+            x0, x1 = max(0, cx - 3 * size), min(width, cx + 3 * size)
+            y0, y1 = max(0, fy0 - size), min(height, fy1 + 7 * size)
+            if x1 - x0 < 16 or y1 - y0 < 16:
+                continue
+            for person in self._detect(np.ascontiguousarray(rgb[y0:y1, x0:x1]), x0, y0, width, height):
+                nose = person["keypoints"][0]
+                if nose is not None and near[0] <= nose[0] <= near[2] and near[1] <= nose[1] <= near[3]:
+                    extra.append(person)
+                    break
+        return extra
 
     def _openpose_point(self, points, index, width, height):
         if index is None:  # neck: midpoint of the shoulders, when both are seen
@@ -319,6 +363,16 @@ def _cut(box, x0: int, y0: int, tile: int, width: int, height: int) -> bool:
         or (x0 + tile < width and box[2] >= x0 + tile - margin)
         or (y0 + tile < height and box[3] >= y0 + tile - margin)
     )
+
+
+def _explains(person: dict, face_box) -> bool:
+    """Whether a found person accounts for the face in ``face_box`` (nose or mask there)."""
+    nose = person["keypoints"][0]
+    if nose is not None and face_box[0] <= nose[0] <= face_box[2] and face_box[1] <= nose[1] <= face_box[3]:
+        return True
+    x0, y0, x1, y1 = (max(0, int(v)) for v in face_box)
+    region = person["mask"][y0:y1, x0:x1]
+    return bool(region.size) and region.mean() > 0.3
 
 
 def _iou(a, b) -> float:

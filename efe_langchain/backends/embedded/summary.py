@@ -145,7 +145,8 @@ class EmbeddedSummary(Backend):
         people, faces, text = facts.get("people"), facts.get("faces"), facts.get("text")
         if people is not None:
             if people:
-                where = ", ".join(_where(p["box"], facts["width"]) for p in people if p["box"]) if len(people) <= 3 else ""
+                boxes = sorted((p["box"] for p in people if p["box"]), key=lambda b: b[0] + b[2])
+                where = ", ".join(_where(b, facts["width"]) for b in boxes) if len(people) <= 3 else ""
                 parts.append(_plural(len(people), "person") + (f" ({where})" if where else ""))
             else:
                 parts.append("no person found")
