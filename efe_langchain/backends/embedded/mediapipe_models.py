@@ -5,7 +5,8 @@ Only the Tasks API is used (``mediapipe.tasks.python.vision``). Two things make 
 * mediapipe 0.10.21 is built against protobuf 4 and calls ``MessageFactory.GetPrototype``, which
   protobuf 6 removed. Without it every Tasks ``create_from_options`` fails ("incompatible function
   arguments", the C++ proto caster never registered) and the legacy ``mp.solutions`` fail too.
-  ``import_mediapipe()`` adds that one method back, as protobuf 5's alias of ``GetMessageClass``.
+  ``import_mediapipe()`` adds that one method back, returning ``GetMessageClass(descriptor)``
+  as the old method did.
 * The wheel ships the legacy-graph models (no ``.task`` bundles). Face detection (BlazeFace short
   range) and selfie segmentation load as they are. The pose landmarker needs a ``.task`` bundle
   whose float models carry normalisation metadata; we build it in memory from the shipped
@@ -55,12 +56,10 @@ _import_lock = threading.Lock()
 def import_mediapipe():
     """Import mediapipe so that its Tasks API works beside protobuf 6 (see the module docstring)."""
     with _import_lock:
-        # Its C++ side logs INFO/WARNING lines to stderr on every graph start; errors still show.
-        os.environ.setdefault("GLOG_minloglevel", "2")
         from google.protobuf import message_factory
 
         if not hasattr(message_factory.MessageFactory, "GetPrototype"):
-            # protobuf 5 kept this as an alias; adding it back changes nothing for other users.
+            # The removed method returned this same class; code that never calls it is unaffected.
             def GetPrototype(self, descriptor):  # noqa: N802 - protobuf's own name
                 return message_factory.GetMessageClass(descriptor)
 
@@ -136,7 +135,7 @@ class MediaPipePose(_MediaPipeBackend):
     name = "mediapipe-pose"
     label = (
         "MediaPipe BlazePose (full) from the mediapipe wheel: 33 body landmarks per person, drawn "
-        "as an OpenPose 18-keypoint skeleton; bodies only (no hands or face points)"
+        "as an OpenPose 18-keypoint skeleton; body keypoints only (no hand or face landmarks)"
     )
     capabilities = ("pose",)
     model_files = (POSE_DETECTOR_FILE, POSE_LANDMARKS_FILE)
