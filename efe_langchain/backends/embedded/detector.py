@@ -53,7 +53,7 @@ class EmbeddedDetector(Backend):
     name = "embedded-faces-people-text"
     kind = "embedded"
     label = (
-        "Box finder from the embedded detectors that ONLY knows faces, people and text "
+        "Box and mask finder from the embedded detectors that ONLY knows faces, people and text "
         "(MediaPipe BlazeFace and BlazePose, RapidOCR); it cannot find any other object"
     )
     capabilities = ("detect", "segment_object")
