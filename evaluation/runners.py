@@ -205,6 +205,7 @@ class _OpenAIRunner:
         self.send_stop = send_stop
         self.chunk_size = self.concurrency * 2
         self._lock = threading.Lock()
+        self._dropped: set[str] = set()
 
     # -- retries ----------------------------------------------------------------------------------
     def _retryable(self, exc: Exception) -> bool:
@@ -226,6 +227,31 @@ class _OpenAIRunner:
                 # exponential backoff with jitter, so parallel threads do not retry in lockstep
                 time.sleep(self.backoff * (2**attempt) * (0.5 + random.random() / 2))
         raise AssertionError("unreachable")
+
+    def _create(self, endpoint: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        """Call ``endpoint`` with retries; parameters a model refuses are adapted once and remembered.
+
+        Newer OpenAI models refuse ``max_tokens`` (they take ``max_completion_tokens``), ``stop``
+        or ``temperature``; the evaluation then runs without them (stops are applied client-side).
+        """
+        import openai
+
+        while True:
+            args = {k: v for k, v in kwargs.items() if v is not None and k not in self._dropped}
+            if "max_tokens" in self._dropped and "max_tokens" in kwargs:
+                args["max_completion_tokens"] = kwargs["max_tokens"]
+            try:
+                return self._call(lambda: endpoint(**args))
+            except RunnerError as exc:
+                cause = exc.__cause__
+                refused = getattr(cause, "param", None) if isinstance(cause, openai.BadRequestError) else None
+                if refused is None and isinstance(cause, openai.BadRequestError):
+                    refused = next((p for p in ("max_tokens", "stop", "temperature") if f"'{p}'" in str(cause)), None)
+                if refused in ("max_tokens", "stop", "temperature") and refused not in self._dropped and refused in args:
+                    with self._lock:
+                        self._dropped.add(refused)
+                    continue
+                raise
 
     def step(self, states: Sequence[RolloutState]) -> list[str]:
         if len(states) == 1 or self.concurrency == 1:
@@ -268,10 +294,9 @@ class OpenAICompletionsRunner(_OpenAIRunner):
     kind = "openai-completions"
 
     def _request(self, state: RolloutState) -> tuple[str, Any]:
-        resp = self._call(
-            lambda: self.client.completions.create(
-                model=self.model, prompt=state.prompt, max_tokens=self.max_tokens, temperature=0, stop=self._stop()
-            )
+        resp = self._create(
+            self.client.completions.create,
+            {"model": self.model, "prompt": state.prompt, "max_tokens": self.max_tokens, "temperature": 0, "stop": self._stop()},
         )
         try:
             text = resp.choices[0].text
@@ -288,14 +313,10 @@ class OpenAIChatRunner(_OpenAIRunner):
     kind = "openai-chat"
 
     def _request(self, state: RolloutState) -> tuple[str, Any]:
-        resp = self._call(
-            lambda: self.client.chat.completions.create(
-                model=self.model,
-                messages=[{"role": "user", "content": state.prompt}],
-                max_tokens=self.max_tokens,
-                temperature=0,
-                stop=self._stop(),
-            )
+        resp = self._create(
+            self.client.chat.completions.create,
+            {"model": self.model, "messages": [{"role": "user", "content": state.prompt}],
+             "max_tokens": self.max_tokens, "temperature": 0, "stop": self._stop()},
         )
         try:
             text = resp.choices[0].message.content
@@ -419,7 +440,7 @@ class OpenAIToolsRunner(_OpenAIRunner):
         kwargs: dict[str, Any] = {"model": self.model, "messages": self.messages(state), "max_tokens": self.max_tokens, "temperature": 0}
         if tools:
             kwargs["tools"] = tools
-        resp = self._call(lambda: self.client.chat.completions.create(**kwargs))
+        resp = self._create(self.client.chat.completions.create, kwargs)
         try:
             message = resp.choices[0].message
         except (AttributeError, IndexError, TypeError, KeyError):

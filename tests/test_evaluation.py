@@ -313,3 +313,26 @@ def test_native_tool_calls_become_react_text(records):
     )
     # malformed JSON arguments are scored as written, not dropped
     assert tool_call_to_react(spec, "x", "{oops").endswith("Action Input: {oops")
+
+
+def test_parameters_a_newer_model_refuses_are_adapted_once(tmp_path):
+    def behave(n, body):
+        if "max_tokens" in body:
+            return 400, {"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                              "Use 'max_completion_tokens' instead.",
+                                   "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}}, "application/json", 0
+        return 200, {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                     "choices": [{"index": 0, "finish_reason": "stop",
+                                  "message": {"role": "assistant", "content": "Thought: Do I need to use a tool? No\nAI: ok"}}],
+                     "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}, "application/json", 0
+
+    srv = _Scripted(behave)
+    try:
+        res = run_evaluation(sample_eval_path(), ["openai:o4-mini"], tmp_path, limit=2, progress=False,
+                             openai_options=dict(OPTS, base_url=srv.url))[0]
+        assert res.error is None and res.metrics["n_scored"] == 2
+        # one refusal, then every request uses max_completion_tokens
+        assert ["max_tokens" in r for r in srv.requests] == [True, False, False]
+        assert all("max_completion_tokens" in r for r in srv.requests[1:])
+    finally:
+        srv.close()
