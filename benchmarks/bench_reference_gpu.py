@@ -94,6 +94,18 @@ def main(argv: list[str] | None = None) -> int:
                   "instruct-pix2pix": sd["instruct"], "sd-inpainting": sd["inpaint"]})  # fmt: skip
     gc.collect(), mem.empty_cache()
     print(f"built full-size folders in {time.perf_counter() - t0:.1f} s under {root}")
+    # Lay them out as `hf download <id> --local-dir $EFE_MODEL_DIR/<id>` would, so estimates go
+    # through the same lookup as `efe tools --memory` (exact counts + per-checkpoint working set).
+    hub = root / "hub"
+    for key, folder in paths.items():
+        link = hub / CHECKPOINTS[key].hub_id
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(folder.resolve(), target_is_directory=True)
+    if cuda:
+        free, total = torch.cuda.mem_get_info(device)
+        header["cuda_context_gib"] = round((total - free - torch.cuda.memory_reserved(device)) / GIB, 3)
+        print(f"CUDA context (and anything else on the GPU): {header['cuda_context_gib']} GiB")
 
     counts = []
     for key, folder in paths.items():
@@ -153,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         peak_alloc = mem.max_memory_allocated(device) - start
         peak_reserved = mem.max_memory_reserved(device)
-        estimate = estimate_checkpoints([P[c] for c in checkpoints], "float16")
+        estimate = estimate_checkpoints(checkpoints, "float16", model_dir=str(hub))
         kind = type(out).__name__ + (f" {out.size}" if hasattr(out, "size") and not callable(out.size) else "")
         if isinstance(out, np.ndarray):
             kind = f"ndarray {out.dtype} {out.shape}"
@@ -162,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                "peak_reserved_gib": round(peak_reserved / GIB, 3), "estimate_gib": round(estimate / GIB, 3),
                "estimate_over_reserved": round(estimate / max(peak_reserved, 1), 3)}  # fmt: skip
         rows.append(row)
-        print(json.dumps(row))
+        print("\n" + json.dumps(row))  # own line: progress bars share the terminal
         del backend
     shared.clear_cache()
     gc.collect(), mem.empty_cache(), mem.reset_peak_memory_stats(device)

@@ -41,6 +41,7 @@ from efe_langchain.backends.reference.diffusion import (  # noqa: E402
 )
 from efe_langchain.backends.reference.dpt import DptDepthBackend, DptNormalBackend  # noqa: E402
 from efe_langchain.backends.reference.grounding_dino import GroundingDinoBackend  # noqa: E402
+from efe_langchain.backends.reference import memory  # noqa: E402
 from efe_langchain.backends.reference.memory import count_parameters  # noqa: E402
 from efe_langchain.backends.reference.sam import GroundedSamBackend, SamBackend  # noqa: E402
 from efe_langchain.backends.reference.testing import (  # noqa: E402
@@ -138,6 +139,11 @@ def test_sam_box_masks_and_segment_everything(models, photo):
     mask = sam.segment_box(photo, [5, 5, 40, 30])
     assert mask.dtype == bool and mask.shape == (48, 64)
     assert sam.segment_boxes(photo, []).shape == (0, 48, 64)
+    # Boxes go through the decoder in chunks (bounded GPU memory) with the same masks as at once.
+    boxes = [[i * 5, i * 3, 30 + i * 4, 20 + i * 3] for i in range(7)]
+    chunked = SamBackend(checkpoint=str(models["sam"]), points_per_batch=3).segment_boxes(photo, boxes)
+    assert chunked.shape == (7, 48, 64)
+    assert np.mean(chunked != sam.segment_boxes(photo, boxes)) < 1e-3
     labels = sam.segment_all(photo)
     assert labels.dtype == np.int32 and labels.shape == (48, 64)
     assert labels.max() >= 1 and set(np.unique(labels)) <= set(range(labels.max() + 1))
@@ -344,11 +350,19 @@ def test_memory_estimates_without_loading(models, tmp_path, monkeypatch):
     assert estimate_memory("Image2Canny") is None  # an annotator, not a reference model
     # A folder on disk is counted exactly: fp16 bytes of its parameters + working memory.
     sam_params = count_parameters(models["sam"])
-    assert estimate_memory(str(models["sam"])) == sam_params * 2 + int(0.5 * gib)
-    # Tools on one device share models: GroundingDINO and SAM are counted once for all three.
+    assert estimate_memory(str(models["sam"])) == sam_params * 2 + memory.WORKING_BYTES["transformers"]
+    # ...and so is a known checkpoint found under $EFE_MODEL_DIR, with its own working set.
+    (tmp_path / "facebook").mkdir()
+    (tmp_path / "facebook" / "sam-vit-huge").symlink_to(models["sam"], target_is_directory=True)
+    assert estimate_memory("Segmenting") == sam_params * 2 + memory.WORKING_BYTES_BY_CHECKPOINT["sam"]
+    # Tools on one device share models: GroundingDINO and SAM are counted once for all three,
+    # plus one CUDA context per GPU.
     placed = estimate_placement("Text2Box_cuda:0,Segmenting_cuda:0,ObjectSegmenting_cuda:0,Inpainting_cuda:1")
-    assert placed["cuda:0"] == estimate_memory("ObjectSegmenting") < estimate_memory("Text2Box") + estimate_memory("Segmenting")
-    assert placed["cuda:1"] == estimate_memory("Inpainting")
+    context = memory.CUDA_CONTEXT_BYTES
+    assert placed["cuda:0"] == estimate_memory("ObjectSegmenting") + context
+    assert estimate_memory("ObjectSegmenting") < estimate_memory("Text2Box") + estimate_memory("Segmenting")
+    assert placed["cuda:1"] == estimate_memory("Inpainting") + context
+    assert estimate_placement("Text2Box_cpu") == {"cpu": estimate_memory("Text2Box", device="cpu")}
     assert shared.loaded() == []  # nothing was loaded to estimate
 
 

@@ -35,8 +35,9 @@ class Checkpoint:
     key: str
     hub_id: str  # the id GPT4Tools names (tools.json)
     library: str  # "transformers" or "diffusers"
-    # Parameter count of what we load (published model cards / num_parameters(), rounded the
-    # way they are), used for memory estimates when the weights are not on disk.
+    # Parameter count of what we load, used for memory estimates when the weights are not on
+    # disk: num_parameters() of the published architectures, checked against full-size builds
+    # in benchmarks/bench_reference_gpu.py (all within 0.1%).
     params: int
     fetch_id: str = ""  # where the weights can be fetched today, when the original repo is gone
     fetch_args: str = ""  # extra `hf download` arguments that skip files we never load
@@ -57,8 +58,10 @@ CONTROLNET_CONDITIONS = ("canny", "mlsd", "hed", "scribble", "openpose", "seg", 
 CHECKPOINTS: dict[str, Checkpoint] = {
     c.key: c
     for c in [
-        Checkpoint("blip-caption", "Salesforce/blip-image-captioning-base", "transformers", 247_414_076),
-        Checkpoint("blip-vqa", "Salesforce/blip-vqa-base", "transformers", 384_672_828),
+        # BLIP ties its decoder's output layer to the word embeddings: counted once (the hub's
+        # model cards count them twice, 23.4 M more).
+        Checkpoint("blip-caption", "Salesforce/blip-image-captioning-base", "transformers", 223_971_644),
+        Checkpoint("blip-vqa", "Salesforce/blip-vqa-base", "transformers", 361_230_140),
         Checkpoint(
             "grounding-dino",
             "IDEA-Research/grounding-dino-tiny",

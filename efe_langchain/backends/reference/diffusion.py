@@ -13,6 +13,7 @@ does) is recorded in the returned image's ``info["seed"]``.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
@@ -163,6 +164,10 @@ class ControlNetBackend(_Diffusion):
     def required_roles(self) -> list[str]:
         return ["base"] + [f"controlnet_{c}" for c in self.conditions]
 
+    def checkpoint_names(self) -> list[str]:
+        base, *nets = super().checkpoint_names()
+        return [base, _brace(nets)] if nets else [base]
+
     def missing(self) -> list[str]:
         missing = super().missing()
         if self.options.get("conditions") or not missing:
@@ -215,6 +220,21 @@ class ControlNetBackend(_Diffusion):
                 generator=generator,
             )
         return _finish(out, seed, cond_image.size)
+
+
+def _brace(names: list[str]) -> str:
+    """``["x-canny", "x-hed"]`` -> ``"x-{canny,hed}"``: eight ControlNet ids in a readable label."""
+    if len(names) < 2:
+        return ", ".join(names)
+    prefix = os.path.commonprefix(names)
+    return f"{prefix}{{{','.join(n[len(prefix):] for n in names)}}}" if prefix else ", ".join(names)
+
+
+ControlNetBackend.label = (
+    f"{ControlNetBackend.describes} (runwayml/stable-diffusion-v1-5, "
+    f"{_brace([f'fusing/stable-diffusion-v1-5-controlnet-{c}' for c in CONTROLNET_CONDITIONS])}; "
+    "reference, needs its weights)"
+)
 
 
 class InstructPix2PixBackend(_Diffusion):

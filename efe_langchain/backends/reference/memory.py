@@ -29,9 +29,26 @@ __all__ = [
 
 GIB = 1024**3
 BYTES_PER_PARAM = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
-# One 512x512 generation (fp16, classifier-free guidance, SDPA attention) or one image through
-# a recognition model, plus allocator slack; rounded up from measured runs of these model sizes.
-WORKING_BYTES = {"diffusers": int(1.5 * GIB), "transformers": int(0.5 * GIB)}
+# Working memory of one call on top of the weights: activations plus PyTorch's allocator slack
+# (peak reserved minus weights), for one 512x512 image in fp16, rounded up from
+# benchmarks/bench_reference_gpu.py on an H100 (full-size models; results in
+# benchmarks/results/reference_gpu_h100.json, where estimate / peak reserved is 1.02-1.29 for
+# every tool): BLIP 0.09-0.10 GiB, GroundingDINO 0.57 (800 px input), SAM ViT-H 1.79 (1024 px,
+# 32x32 point grid), DPT-Large 0.22, SD 1.5 text2image 1.21, +ControlNet 1.26,
+# InstructPix2Pix / inpainting 0.94.
+WORKING_BYTES_BY_CHECKPOINT = {
+    "blip-caption": int(0.25 * GIB),
+    "blip-vqa": int(0.25 * GIB),
+    "grounding-dino": int(0.75 * GIB),
+    "sam": int(2.0 * GIB),
+    "dpt-large": int(0.3 * GIB),
+    "dpt-hybrid": int(0.3 * GIB),
+}
+# Anything else (diffusion checkpoints, folders we do not know) by library.
+WORKING_BYTES = {"diffusers": int(1.5 * GIB), "transformers": int(0.75 * GIB)}
+# What a process's CUDA context takes on each GPU it touches, before any tensor: 0.61 GiB measured
+# on an H100 with PyTorch 2.11 / CUDA 13 (benchmarks/results/reference_gpu_h100.json).
+CUDA_CONTEXT_BYTES = int(0.6 * GIB)
 
 _CN = {
     "Canny": "canny", "Line": "mlsd", "Hed": "hed", "Scribble": "scribble",
@@ -155,6 +172,13 @@ def _library(checkpoint: str) -> str:
     ).is_file() else "transformers"
 
 
+def _working_bytes(checkpoint: str) -> int:
+    info = checkpoint_info(checkpoint)
+    if info is not None and info.key in WORKING_BYTES_BY_CHECKPOINT:
+        return WORKING_BYTES_BY_CHECKPOINT[info.key]
+    return WORKING_BYTES[_library(checkpoint)]
+
+
 def estimate_checkpoints(checkpoints: Iterable[str], dtype: str = "float16", model_dir: str | None = None) -> int:
     """Bytes for running several checkpoints together (keys, hub ids or folders), each counted once."""
     checkpoints = list(dict.fromkeys(checkpoints))
@@ -162,7 +186,7 @@ def estimate_checkpoints(checkpoints: Iterable[str], dtype: str = "float16", mod
         return 0
     weights = sum(weight_bytes(c, dtype, model_dir) for c in checkpoints)
     # Models run one after another within a tool, so only the largest working set counts.
-    working = max(WORKING_BYTES[_library(c)] for c in checkpoints)
+    working = max(_working_bytes(c) for c in checkpoints)
     return weights + working
 
 
@@ -213,13 +237,15 @@ def estimate_placement(spec: str | dict[str, str], model_dir: str | None = None)
     """Bytes per device for a GPT4Tools ``--load`` spec, each shared checkpoint counted once.
 
     ``"Text2Box_cuda:0,Segmenting_cuda:0,Inpainting_cuda:1"`` ->
-    ``{"cuda:0": GroundingDINO + SAM + working set, "cuda:1": ...}``, which is what the process
-    cache will hold: tools on one device share one copy of each model.
+    ``{"cuda:0": GroundingDINO + SAM + working set + CUDA context, "cuda:1": ...}``, which is what
+    the process cache will hold: tools on one device share one copy of each model.
     """
     placement = parse_load_spec(spec) if isinstance(spec, str) else dict(spec)
     per_device: dict[str, list[str]] = {}
     for tool, device in placement.items():
         per_device.setdefault(device, []).extend(tool_checkpoints(tool) or ())
     return {
-        device: estimate_checkpoints(cks, dtype_name_for(device), model_dir) for device, cks in per_device.items()
+        device: estimate_checkpoints(cks, dtype_name_for(device), model_dir)
+        + (CUDA_CONTEXT_BYTES if device.startswith("cuda") else 0)
+        for device, cks in per_device.items()
     }

@@ -88,23 +88,33 @@ class SamBackend(ReferenceBackend):
         return inputs, embeddings
 
     def segment_boxes(self, image, boxes: list[list[float]]) -> np.ndarray:
-        """One bool HxW mask per box (GPT4Tools: one mask per box, no multimask)."""
+        """One bool HxW mask per box (GPT4Tools: one mask per box, no multimask).
+
+        Boxes go through the mask decoder ``points_per_batch`` at a time: each box carries its
+        own copy of the image embedding through the decoder, so hundreds of boxes at once (a
+        low detection threshold) would take tens of GB on a GPU.
+        """
         import torch
 
         self.load()
         if not boxes:
             return np.zeros((0, image.height, image.width), dtype=bool)
+        per_batch = int(self.option("points_per_batch", 64))
         inputs, embeddings = self._embed(image, input_boxes=[[[float(v) for v in b] for b in boxes]])
-        with torch.inference_mode():
-            out = self.model(
-                image_embeddings=embeddings,
-                input_boxes=inputs["input_boxes"].to(self.device, self.model.dtype),
-                multimask_output=False,
+        masks = []
+        for start in range(0, len(boxes), per_batch):
+            chunk = inputs["input_boxes"][:, start : start + per_batch]
+            with torch.inference_mode():
+                out = self.model(
+                    image_embeddings=embeddings,
+                    input_boxes=chunk.to(self.device, self.model.dtype),
+                    multimask_output=False,
+                )
+            (chunk_masks,) = self.processor.image_processor.post_process_masks(
+                out.pred_masks.float().cpu(), inputs["original_sizes"], inputs["reshaped_input_sizes"]
             )
-        (masks,) = self.processor.image_processor.post_process_masks(
-            out.pred_masks.float().cpu(), inputs["original_sizes"], inputs["reshaped_input_sizes"]
-        )
-        return masks[:, 0].numpy().astype(bool)
+            masks.append(chunk_masks[:, 0].numpy().astype(bool))
+        return np.concatenate(masks, axis=0)
 
     def segment_box(self, image, box: list[float]) -> np.ndarray:
         return self.segment_boxes(image, [box])[0]

@@ -206,8 +206,9 @@ def build_sd_family(root: Path, size: str = "tiny", parts=("base", "instruct", "
                       patch_size=14, image_size=224)  # fmt: skip
         safety = StableDiffusionSafetyChecker(CLIPConfig(vision_config=vision, projection_dim=768)).half()
         features = CLIPImageProcessor(crop_size={"height": 224, "width": 224}, size={"shortest_edge": 224})
-        scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                  skip_prk_steps=True, steps_offset=1)  # fmt: skip
+        with torch.device("cpu"):  # schedulers keep numpy state: never on a default CUDA device
+            scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                      skip_prk_steps=True, steps_offset=1)  # fmt: skip
         vae, text_encoder = vae.half(), text_encoder.half()
     else:
         vae = AutoencoderKL(block_out_channels=[4, 8], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,
@@ -227,7 +228,8 @@ def build_sd_family(root: Path, size: str = "tiny", parts=("base", "instruct", "
             if part == "base":
                 StableDiffusionPipeline(unet=unet, scheduler=scheduler, **common).save_pretrained(paths[part])
             elif part == "instruct":
-                sched = EulerAncestralDiscreteScheduler.from_config(scheduler.config)
+                with torch.device("cpu"):
+                    sched = EulerAncestralDiscreteScheduler.from_config(scheduler.config)
                 StableDiffusionInstructPix2PixPipeline(unet=unet, scheduler=sched, **common).save_pretrained(paths[part])
             else:
                 StableDiffusionInpaintPipeline(unet=unet, scheduler=scheduler, **common).save_pretrained(paths[part])
