@@ -3,6 +3,7 @@
 Usage:
     .venv/bin/python benchmarks/bench_eval.py [--records 8] [--batch-size 8] [--max-new-tokens 32]
         [--decoding free] [--model embedded:noadapter] [--device cpu|cuda] [--annotations FILE]
+        [--base MODEL_DIR_OR_GGUF [--adapter DIR]]   # torch + transformers only (GPU machines)
 
 Both runs use the same model, the same first N records of the annotation file (default: the
 shipped sample_eval.json) and the whole harness (rollout with reference observations, JSONL
@@ -44,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--decoding", choices=("free", "constrained"), default="free")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--base", default=None,
+                   help="a model folder or .gguf loaded without LangChain (finetune.adapter_eval.load_bare_llm), "
+                        "for GPU machines that have torch and transformers only; --model is then ignored")
+    p.add_argument("--adapter", default=None, help="with --base: a LoRA adapter folder")
     args = p.parse_args(argv)
 
     from efe_langchain.evaluation.records import load_records
@@ -55,8 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     print("machine:", machine(args.device))
     records = load_records(args.annotations or sample_eval_path(), args.records)
     t = time.perf_counter()
-    llm = load_local_llm(parse_model_spec(args.model), args.device)
-    print(f"model: {llm.model_name} on {args.device} (loaded in {time.perf_counter() - t:.1f} s)")
+    if args.base:
+        from efe_langchain.finetune.adapter_eval import load_bare_llm
+
+        llm = load_bare_llm(args.base, args.adapter, args.device)
+        name = args.base + (f" + {args.adapter}" if args.adapter else "") + " (bare)"
+    else:
+        llm = load_local_llm(parse_model_spec(args.model), args.device)
+        name = llm.model_name
+    print(f"model: {name} on {args.device} (loaded in {time.perf_counter() - t:.1f} s)")
     print(f"records: {len(records)}, decoding: {args.decoding}, max_new_tokens per step: {args.max_new_tokens}")
 
     # warm-up: first-call costs (allocations, kernels) hit neither measured run
