@@ -50,7 +50,8 @@ class Checkpoint:
 
 # Diffusers repos of SD 1.5 also hold multi-GB single-file checkpoints and EMA weights that the
 # pipeline never reads; these patterns keep a fetch to the files `from_pretrained` loads.
-_SD_FILES = '--include "*.json" "*.txt" "*/*.safetensors" --exclude "*non_ema*" "*.fp16.*"'
+# (`hf download` takes one pattern per flag.)
+_SD_FILES = '--include "*.json" --include "*.txt" --include "*/*.safetensors" --exclude "*non_ema*" --exclude "*.fp16.*"'
 
 _CN = "fusing/stable-diffusion-v1-5-controlnet-{}"
 CONTROLNET_CONDITIONS = ("canny", "mlsd", "hed", "scribble", "openpose", "seg", "depth", "normal")
