@@ -266,3 +266,79 @@ def test_a_turn_goes_on_to_its_end_when_the_page_stops_watching(tiny_llm, tmp_pa
     # A finished turn leaves nothing running, and the next turn may start.
     assert not app.is_running("t1")
     assert list(agent_setup.turn_items(app, "And now?", "t1"))
+
+
+@pytest.mark.timeout(TIMEOUT_S * 2)
+def test_an_openai_compatible_model_from_the_sidebar_runs_the_same_turn(env, tmp_path):
+    """The OpenAI choice, against a real local server speaking the protocol (``efe serve``'s app
+    over the embedded model): ``ChatOpenAI`` calls our edge tool through native tool calling."""
+    from test_serve import _Server  # uvicorn on a free 127.0.0.1 port, stopped at the end
+
+    from efe_langchain.llm import load_embedded_llm
+    from efe_langchain.serve import create_app
+
+    with _Server(create_app(load_embedded_llm(), model_name="efe-embedded")) as server:
+        at = new_app()
+        at.run()
+        at.sidebar.radio[0].set_value("openai")
+        fields = {t.label: t for t in at.sidebar.text_input}
+        fields["OpenAI API key"].set_value("local-server-needs-no-key")
+        fields["OpenAI model"].set_value("efe-embedded")
+        fields["OpenAI-compatible server URL (optional)"].set_value(server.url)
+        next(b for b in at.sidebar.button if b.label == "Use this model").click()
+        at.run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert any("Model loaded: efe-embedded" in c.value for c in at.sidebar.caption)
+        assert at.sidebar.toggle[0].disabled  # constrained decoding is the server's business here
+
+        at.sidebar.file_uploader[0].set_value(("astronaut.jpg", astronaut_jpeg(), "image/jpeg"))
+        at.run()
+        at.chat_input[0].set_value("Detect the edges of this image")
+        at.run()
+        assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]
+        steps = edge_statuses(at)
+        assert len(steps) == 1 and steps[0].state == "complete"
+        results = [c for img in steps[0].image for c in img.captions]
+        assert len(results) == 1 and (env / results[0]).is_file() and "_edge_" in results[0]
+
+
+@pytest.mark.timeout(120)
+def test_efe_app_starts_streamlit_on_the_page(tmp_path):
+    """``efe app`` as ``make run`` starts it: a headless server on 127.0.0.1 that serves the app."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "efe_langchain.cli", "app", "--headless", "--port", str(port), "--workspace", str(tmp_path / "ws")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode(errors="replace")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    if r.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "efe app did not answer within 90 s"
+            time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
+    finally:
+        proc.terminate()  # `efe app` became the server: this stops it
+        try:
+            out, _ = proc.communicate(timeout=15)
+            stopped = True
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            out, _ = proc.communicate(timeout=15)
+            stopped = False
+    assert stopped, "SIGTERM to `efe app` did not stop the server"
+    assert f"http://127.0.0.1:{port}" in out.decode(errors="replace")

@@ -81,7 +81,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--max-tool-steps must be at least 1")
         env["EFE_MAX_TOOL_STEPS"] = str(args.max_tool_steps)
     cmd = streamlit_command(args)
-    print(f"efe app: http://{args.host}:{args.port}  (workspace: {env.get('EFE_WORKSPACE') or Path('workspace').resolve()})")
+    print(
+        f"efe app: http://{args.host}:{args.port}  (workspace: {env.get('EFE_WORKSPACE') or Path('workspace').resolve()})",
+        flush=True,
+    )
+    if os.name == "posix":
+        # Become the server, so that a signal to `efe app` (Ctrl-C, a service manager) reaches it.
+        os.execve(cmd[0], cmd, env)
     try:
         return subprocess.call(cmd, env=env)
     except KeyboardInterrupt:

@@ -74,9 +74,19 @@ class ModelChoice:
     base: str = ""
     adapters: tuple[str, ...] = ()
     openai_model: str = ""
+    base_url: str = ""  # an OpenAI-compatible server (efe serve, vLLM...); "" = OpenAI's or $OPENAI_BASE_URL
 
     @classmethod
-    def make(cls, kind: str, base: str = "", adapters: str | Sequence[str] = "", openai_model: str = "", *, has_key: bool = False) -> "ModelChoice":
+    def make(
+        cls,
+        kind: str,
+        base: str = "",
+        adapters: str | Sequence[str] = "",
+        openai_model: str = "",
+        base_url: str = "",
+        *,
+        has_key: bool = False,
+    ) -> "ModelChoice":
         """A checked choice; raises ValueError with what is missing."""
         if kind not in MODEL_KINDS:
             raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
@@ -92,7 +102,10 @@ class ModelChoice:
             raise ValueError("an OpenAI model needs an API key (set OPENAI_API_KEY or type one)")
         if not openai_model.strip():
             raise ValueError("name the OpenAI model, e.g. gpt-4o-mini")
-        return cls("openai", openai_model=openai_model.strip())
+        base_url = base_url.strip()
+        if base_url and not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"the server URL must start with http:// or https://, not {base_url!r}")
+        return cls("openai", openai_model=openai_model.strip(), base_url=base_url)
 
     @property
     def label(self) -> str:
@@ -101,7 +114,7 @@ class ModelChoice:
         if self.kind == "local":
             extra = f" + {len(self.adapters)} adapter{'s' if len(self.adapters) > 1 else ''}" if self.adapters else ""
             return f"{Path(self.base).name or self.base}{extra}"
-        return f"OpenAI {self.openai_model}"
+        return f"{self.openai_model} at {self.base_url}" if self.base_url else f"OpenAI {self.openai_model}"
 
 
 def default_choice() -> ModelChoice:
@@ -134,7 +147,8 @@ def build_model(choice: ModelChoice, openai_key: str | None = None) -> Any:
         return LocalLLM.from_pretrained(choice.base, adapters=list(choice.adapters))
     from langchain_openai import ChatOpenAI
 
-    return ChatOpenAI(model=choice.openai_model, api_key=openai_key, temperature=0)
+    extra = {"base_url": choice.base_url} if choice.base_url else {}
+    return ChatOpenAI(model=choice.openai_model, api_key=openai_key, temperature=0, **extra)
 
 
 @dataclass(frozen=True)
@@ -197,6 +211,17 @@ class AppAgent:
     agent: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
     running: dict[str, threading.Event] = field(default_factory=dict)
+
+    @property
+    def model_name(self) -> str:
+        """What the loaded model says it is (e.g. the embedded model and its adapter)."""
+        model = self.agent.model
+        inner = getattr(model, "llm", None)
+        for obj, attr in ((inner, "model_name"), (model, "model_name"), (model, "model")):
+            value = getattr(obj, attr, None)
+            if isinstance(value, str) and value:
+                return value
+        return type(model).__name__
 
     @property
     def display_names(self) -> dict[str, str]:

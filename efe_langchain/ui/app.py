@@ -104,9 +104,14 @@ def _model_form() -> tuple[ModelChoice, str]:
                 placeholder="set from OPENAI_API_KEY" if env_key else "sk-…",
             )
             openai_model = st.text_input("OpenAI model", value=applied.openai_model or "gpt-4o-mini")
+            base_url = st.text_input(
+                "OpenAI-compatible server URL (optional)",
+                value=applied.base_url,
+                placeholder=os.environ.get("OPENAI_BASE_URL", "") or "e.g. http://127.0.0.1:8000/v1 (efe serve)",
+            )
             if st.form_submit_button("Use this model"):
                 try:
-                    new = ModelChoice.make(kind, base, adapters, openai_model, has_key=bool(key or env_key))
+                    new = ModelChoice.make(kind, base, adapters, openai_model, base_url, has_key=bool(key or env_key))
                 except ValueError as exc:
                     st.error(str(exc))
                 else:
@@ -214,6 +219,8 @@ def main() -> None:
         st.error(f"Could not load {choice.label}: {type(exc).__name__}: {exc}")
         print(traceback.format_exc(), flush=True)
 
+    if agent is not None:
+        st.sidebar.caption(f"Model loaded: {agent.model_name}")
     if agent is not None and upload is not None:
         _handle_upload(agent, upload, thread_id)
 
