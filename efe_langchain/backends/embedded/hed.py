@@ -89,7 +89,10 @@ def load_hed_weights(net, path: str | Path) -> None:
     with h5py.File(path, "r") as f, torch.no_grad():
         for i, block in enumerate(net.blocks):
             layers = f[f"block{i + 1}/layers"]
-            names = sorted((n for n in layers if n.startswith("conv2d")), key=lambda n: int(n.rpartition("_")[2]) if "_" in n else 0)
+            names = sorted(
+                (n for n in layers if n.startswith("conv2d")),
+                key=lambda n: int(n.rpartition("_")[2]) if "_" in n else 0,
+            )
             convs = [m for m in block if isinstance(m, torch.nn.Conv2d)]
             if len(names) != len(convs):
                 raise ValueError(f"{path}: block{i + 1} has {len(names)} convs, expected {len(convs)}")

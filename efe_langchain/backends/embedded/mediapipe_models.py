@@ -314,7 +314,12 @@ class MediaPipeFaces(_MediaPipeBackend):
             score = float(det.categories[0].score) if det.categories else 0.0
             out.append(
                 {
-                    "box": [bb.origin_x + dx, bb.origin_y + dy, bb.origin_x + bb.width + dx, bb.origin_y + bb.height + dy],
+                    "box": [
+                        bb.origin_x + dx,
+                        bb.origin_y + dy,
+                        bb.origin_x + bb.width + dx,
+                        bb.origin_y + bb.height + dy,
+                    ],
                     "score": score,
                 }
             )
@@ -338,7 +343,8 @@ class MediaPipeFaces(_MediaPipeBackend):
             for y0 in _starts(height, tile, stride):
                 for x0 in _starts(width, tile, stride):
                     for det in self._detect(rgb[y0 : y0 + tile, x0 : x0 + tile], x0, y0):
-                        if det["score"] >= self.min_tile_confidence and not _cut(det["box"], x0, y0, tile, width, height):
+                        sure = det["score"] >= self.min_tile_confidence
+                        if sure and not _cut(det["box"], x0, y0, tile, width, height):
                             found.append(det)
         for det in found:
             x_a, y_a, x_b, y_b = det["box"]
@@ -407,7 +413,13 @@ class MediaPipePersonSegmentation(_MediaPipeBackend):
     capabilities = ("person_mask",)
     model_files = (POSE_DETECTOR_FILE, POSE_LANDMARKS_FILE, SELFIE_SEGMENTER_FILE, FACE_DETECTOR_FILE)
 
-    def __init__(self, device: str = "cpu", pose: MediaPipePose | None = None, faces: MediaPipeFaces | None = None, **options) -> None:
+    def __init__(
+        self,
+        device: str = "cpu",
+        pose: MediaPipePose | None = None,
+        faces: MediaPipeFaces | None = None,
+        **options,
+    ) -> None:
         super().__init__(device, **options)
         # BlazePose and BlazeFace are shared with the pose and face tools: loaded once.
         self.pose_backend = pose or shared_backend(MediaPipePose, device)

@@ -87,8 +87,9 @@ class RapidOCRBackend(Backend):
         self._engine = RapidOCR(params=params)
 
     def ocr(self, image) -> list[dict]:
-        """Text lines in rapidocr's reading order (top to bottom, left to right): ``text``, axis-aligned ``box`` [x0, y0, x1, y1] (pixels),
-        ``score`` (recognition confidence) and the detected quadrilateral as ``polygon``."""
+        """Text lines in rapidocr's reading order (top to bottom, left to right): ``text``,
+        axis-aligned ``box`` [x0, y0, x1, y1] (pixels), ``score`` (recognition confidence) and
+        the detected quadrilateral as ``polygon``."""
         self.load()
         rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
         # Very long strips make the detector's input huge or its crops degenerate (rapidocr's

@@ -114,10 +114,13 @@ class EmbeddedSummary(Backend):
             "dominant_colours": [[n, round(s, 3)] for n, s in dominant_colours(image)],
             "unavailable": [],
         }
-        for key, backend, run in (
-            ("people", self.pose_backend, lambda: [{"box": p["box"], "score": round(p["score"], 3)} for p in self.pose_backend.people(image)]),
-            ("faces", self.faces_backend, lambda: [{"box": f["box"], "score": round(f["score"], 3)} for f in self.faces_backend.faces(image)]),
-            ("text", self.ocr_backend, lambda: [line["text"] for line in self.ocr_backend.ocr(image)]),
+        def boxes(found):
+            return [{"box": d["box"], "score": round(d["score"], 3)} for d in found]
+
+        for key, run in (
+            ("people", lambda: boxes(self.pose_backend.people(image))),
+            ("faces", lambda: boxes(self.faces_backend.faces(image))),
+            ("text", lambda: [line["text"] for line in self.ocr_backend.ocr(image)]),
         ):
             try:
                 facts[key] = run()
