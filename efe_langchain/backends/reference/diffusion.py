@@ -153,6 +153,7 @@ class ControlNetBackend(_Diffusion):
         self.conditions = tuple(self.condition_name(c) for c in conditions)
         super().__init__(device, **options)
         self._pipes: dict[str, Any] = {}
+        self._pipes_lock = threading.Lock()
 
     @staticmethod
     def condition_name(condition: str) -> str:
@@ -193,14 +194,15 @@ class ControlNetBackend(_Diffusion):
 
         condition = self.condition_name(condition)
         self.load()
-        if condition not in self._pipes:
-            controlnet = load_controlnet(self.require(f"controlnet_{condition}"), self.device, self.dtype_name)
-            self._pipes[condition] = StableDiffusionControlNetPipeline(
-                **self.components(self.base),
-                controlnet=controlnet,
-                scheduler=UniPCMultistepScheduler.from_config(self.base.scheduler.config),
-            )
-        return self._pipes[condition]
+        with self._pipes_lock:
+            if condition not in self._pipes:
+                controlnet = load_controlnet(self.require(f"controlnet_{condition}"), self.device, self.dtype_name)
+                self._pipes[condition] = StableDiffusionControlNetPipeline(
+                    **self.components(self.base),
+                    controlnet=controlnet,
+                    scheduler=UniPCMultistepScheduler.from_config(self.base.scheduler.config),
+                )
+            return self._pipes[condition]
 
     def controlnet(self, condition: str, cond_image, prompt: str, seed: int | None = None) -> Image.Image:
         prompt = str(prompt or "").strip()
