@@ -388,6 +388,19 @@ def test_summary_reads_text_and_sees_no_people(pose, faces, ocr, text_image):
     assert "no person found" in text and "no face found" in text
 
 
+def test_summary_without_ocr_says_less_and_why(pose, faces, text_image):
+    class OCRWithoutRuntime(RapidOCRBackend):
+        name = "rapidocr-without-runtime"
+        requires = ("rapidocr", "no_such_onnx_runtime")
+
+    summary = EmbeddedSummary(pose=pose, faces=faces, ocr=OCRWithoutRuntime())
+    facts = summary.facts(text_image[0])
+    assert facts["text"] is None and len(facts["unavailable"]) == 1
+    assert "no_such_onnx_runtime" in facts["unavailable"][0]
+    text = summary.describe(facts)
+    assert text.startswith(SUMMARY_PREFIX) and "text" not in text.split(":", 1)[1] and "no person found" in text
+
+
 def test_dominant_colours_of_a_two_colour_image():
     array = np.zeros((100, 100, 3), dtype=np.uint8)
     array[:, :70] = (20, 60, 200)
