@@ -4,6 +4,7 @@
 # `playwright` Python package, which only drives that chromium. Run as root; idempotent.
 set -euo pipefail
 
+# Keep in step with the `browser` extra in pyproject.toml.
 PLAYWRIGHT_VERSION="1.63.0"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-$here/.venv/bin/python}"
