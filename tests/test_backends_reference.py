@@ -9,9 +9,6 @@ dtypes, pre/post-processing, output types and shapes, seeds, sharing and error m
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -51,8 +48,6 @@ from efe_langchain.backends.reference.testing import (  # noqa: E402
     build_sam,
     build_sd_family,
 )
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: nothing here may reach a hub
 
 
 # -- tiny models ----------------------------------------------------------------------------------
