@@ -195,20 +195,20 @@ def test_chat_openai_agent_runs_a_tool_through_the_server(server):
 
 
 def test_efe_eval_against_the_server(server, tmp_path):
-    from efe_langchain.evaluation.run import run_evaluation
-    from efe_langchain.evaluation.sample import sample_eval_path
+    from efe_langchain.cli import main
 
     models = [f"openai-completions:{MODEL}", f"openai-chat:{MODEL}", f"openai-tools:{MODEL}"]
-    results = run_evaluation(
-        sample_eval_path(), models, tmp_path, limit=3, progress=False, max_new_tokens=12,
-        openai_options={"base_url": server.url, "api_key": "unused", "concurrency": 2},
-    )
-    assert [r.error for r in results] == [None, None, None]
-    for r in results:
-        metrics = json.loads((r.folder / "metrics.json").read_text())
-        preds = json.loads((r.folder / "predictions.json").read_text())
-        assert [p["id"] for p in preds] == [1, 2, 3]
-        assert metrics["n_scored"] == 3 and metrics["usage"]["prompt_tokens"] > 0
+    argv = ["eval", "--out", str(tmp_path), "--limit", "2", "--max-new-tokens", "8", "--no-progress",
+            "--base-url", server.url, "--concurrency", "2"]
+    for m in models:
+        argv += ["--model", m]
+    assert main(argv) == 0
+    for m in models:
+        folder = tmp_path / m.replace(":", "_")
+        metrics = json.loads((folder / "metrics.json").read_text())
+        preds = json.loads((folder / "predictions.json").read_text())
+        assert [p["id"] for p in preds] == [1, 2]
+        assert metrics["n_scored"] == 2 and metrics["usage"]["prompt_tokens"] > 0
     tools_preds = json.loads((tmp_path / f"openai-tools_{MODEL}" / "predictions.json").read_text())
     # the Yes-biased model calls a tool on record 1; native tool_calls come back as ReAct text,
     # with the GPT4Tools name, the record's image and the reference observation after it
