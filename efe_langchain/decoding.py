@@ -85,11 +85,13 @@ class ReActDecoder:
         *,
         use_cache: bool = True,
         max_text_arg_tokens: int = 32,
+        prompt_lookup: int = 8,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.use_cache = use_cache
         self.max_text_arg_tokens = max_text_arg_tokens
+        self.prompt_lookup = prompt_lookup  # draft length for greedy prompt-lookup decoding; 0 = off
         self.lock = threading.RLock()
         self._ids: list[int] = []
         self._cache = None
@@ -294,6 +296,80 @@ class ReActDecoder:
             _BAN_MASKS[key] = mask
         return mask
 
+    def _draft(self, ids: Sequence[int]) -> list[int]:
+        """Prompt-lookup guess of the next tokens: what followed the last n-gram's latest earlier
+        occurrence (arguments and answers mostly copy words of the conversation)."""
+        k = self.prompt_lookup
+        size = len(ids)
+        for n in (3, 2, 1):
+            if size <= n:
+                continue
+            tail = list(ids[size - n :])
+            first = tail[0]
+            for start in range(size - n - 1, -1, -1):
+                if ids[start] == first and list(ids[start : start + n]) == tail:
+                    return list(ids[start + n : start + n + k])
+        return []
+
+    @torch.inference_mode()
+    def _advance_draft(self, ids: list[int], draft: list[int]) -> torch.Tensor:
+        """Log-probs after ``ids`` and after each draft token (len(draft) + 1 rows), one pass."""
+        full = ids + draft
+        keep = _common_prefix(self._ids, full) if (self.use_cache and self._cache is not None) else 0
+        keep = min(keep, len(ids) - 1)
+        if keep == 0:
+            self._cache = None
+        else:
+            self._crop(keep)
+        new = full[keep:]
+        out = self.model(
+            input_ids=torch.tensor([new], device=self.device),
+            past_key_values=self._cache,
+            use_cache=True,
+            logits_to_keep=len(draft) + 1,
+        )
+        self._cache = out.past_key_values
+        rows = torch.log_softmax(out.logits[0].float(), dim=-1)
+        self._ids, self._logp = full, rows[-1]
+        self.stats["forwards"] += 1
+        self.stats["tokens_computed"] += len(new)
+        self.stats["tokens_reused"] += keep
+        return rows
+
+    def _tokens(self, ids: list[int], max_new_tokens: int, ban_first, temperature: float, generator) -> Iterator[int]:
+        """Next tokens after ``ids`` (the consumer appends each to ``ids`` before asking again).
+
+        Greedy decoding checks a prompt-lookup draft in the same forward pass as the next token and
+        keeps the draft tokens the model would have chosen itself, so the output is exactly the
+        greedy output, several tokens per pass when the model copies.
+        """
+        sampling = bool(temperature and temperature > 0)
+        done = 0
+        while done < max_new_tokens:
+            draft = [] if sampling or not self.prompt_lookup else self._draft(ids)[: max_new_tokens - done - 1]
+            rows = self._advance_draft(ids, draft) if draft else self.advance(ids)[None]
+            picked: list[int] = []
+            for j in range(rows.shape[0]):
+                logp = rows[j]
+                if done + j == 0 and ban_first is not None:
+                    logp = logp.masked_fill(self._ban_mask(ban_first, logp.shape[-1]).to(logp.device), _NEG_INF)
+                if sampling:
+                    tok = int(torch.multinomial(torch.softmax(logp / temperature, dim=-1), 1, generator=generator))
+                else:
+                    tok = int(torch.argmax(logp))
+                picked.append(tok)
+                if j >= len(draft) or tok != draft[j]:
+                    break
+            if draft:
+                # The cache holds ids + the whole draft; keep only the confirmed part.
+                confirmed = len(picked) - 1
+                self._crop(len(ids) + confirmed)
+                self._ids = self._ids[: len(ids) + confirmed]
+                self._logp = rows[confirmed]
+            for tok in picked:
+                done += 1
+                yield tok
+
     def iter_free(
         self,
         ids: list[int],
@@ -304,7 +380,7 @@ class ReActDecoder:
         temperature: float = 0.0,
         generator: torch.Generator | None = None,
     ) -> Iterator[str]:
-        """Decode after ``ids`` token by token, yielding text as soon as it cannot be a stop string.
+        """Decode after ``ids``, yielding text as soon as it cannot be part of a stop string.
 
         Stops at EOS, at ``max_new_tokens`` or at the first stop string (which is never yielded).
         ``ids`` is extended in place with the generated tokens (the caller continues from there).
@@ -312,15 +388,7 @@ class ReActDecoder:
         gen: list[int] = []
         emitted = 0
         text = ""
-        for i in range(max_new_tokens):
-            logp = self.advance(ids)
-            if i == 0 and ban_first is not None:
-                logp = logp.masked_fill(self._ban_mask(ban_first, logp.shape[-1]).to(logp.device), _NEG_INF)
-            if temperature and temperature > 0:
-                probs = torch.softmax(logp / temperature, dim=-1)
-                tok = int(torch.multinomial(probs, 1, generator=generator))
-            else:
-                tok = int(torch.argmax(logp))
+        for tok in self._tokens(ids, max_new_tokens, ban_first, temperature, generator):
             if tok in self.eos_ids:
                 break
             gen.append(tok)

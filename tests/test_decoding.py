@@ -173,3 +173,23 @@ def test_free_decoding_stops_inside_generation(tiny_lm):
     streamed = list(dec.stream(prompt, stop=[stop], max_new_tokens=24))
     assert "".join(streamed) == cut
     assert all(stop not in s for s in streamed)
+
+
+def test_prompt_lookup_drafts_keep_the_greedy_output(tiny_models, smollm2_tokenizer):
+    """Checking copied drafts in one pass changes how many passes run, never what is decoded."""
+    prompts = [
+        _conversation(load_tool_specs()[:3]) + "Thought: Do I need to use a tool? No\nAI:",
+        "Human: repeat after me: the red ball is next to the dog. the red ball is next to the\nAI:",
+    ]
+    fewer = False
+    for model in tiny_models:
+        plain = ReActDecoder(model, smollm2_tokenizer, prompt_lookup=0)
+        drafted = ReActDecoder(model, smollm2_tokenizer, prompt_lookup=8)
+        for p in prompts:
+            a0, b0 = plain.stats["forwards"], drafted.stats["forwards"]
+            assert drafted.complete(p, max_new_tokens=20) == plain.complete(p, max_new_tokens=20)
+            fewer |= drafted.stats["forwards"] - b0 < plain.stats["forwards"] - a0
+        specs = [s for s in load_tool_specs() if s.n_args == 2][:3]
+        tools = [ToolChoice.from_tool(s) for s in specs]
+        assert drafted.tool_call(_conversation(specs), tools) == plain.tool_call(_conversation(specs), tools)
+    assert fewer, "drafts were accepted at least once"
