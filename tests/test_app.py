@@ -342,3 +342,34 @@ def test_efe_app_starts_streamlit_on_the_page(tmp_path):
             stopped = False
     assert stopped, "SIGTERM to `efe app` did not stop the server"
     assert f"http://127.0.0.1:{port}" in out.decode(errors="replace")
+
+
+@pytest.mark.timeout(TIMEOUT_S)
+def test_a_model_that_fails_mid_turn_is_an_error_in_the_chat_and_the_next_run_is_fine(env):
+    """An OpenAI-compatible server that is not there (a closed port on 127.0.0.1)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    at = new_app()
+    at.run()
+    at.sidebar.radio[0].set_value("openai")
+    fields = {t.label: t for t in at.sidebar.text_input}
+    fields["OpenAI API key"].set_value("unused")
+    fields["OpenAI-compatible server URL (optional)"].set_value(f"http://127.0.0.1:{closed}/v1")
+    next(b for b in at.sidebar.button if b.label == "Use this model").click()
+    at.run()
+    at.chat_input[0].set_value("Hello?")
+    at.run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "Connection" in errors[0], errors
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    # Redrawn from the saved conversation: the failure is still there, once, and input works.
+    at.run()
+    assert not at.exception
+    assert "Hello?" in [m.value for m in at.markdown]
+    shown = [e.value for e in at.error] + [m.value for m in at.markdown]
+    assert sum("Connection" in v for v in shown) == 1, shown
+    assert not at.chat_input[0].disabled

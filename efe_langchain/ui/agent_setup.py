@@ -28,6 +28,7 @@ __all__ = [
     "ToolRow",
     "devices",
     "tool_rows",
+    "TurnGate",
     "AppAgent",
     "build_agent",
     "TurnError",
@@ -199,18 +200,32 @@ def tool_rows(device: str = "cpu") -> list[ToolRow]:
 
 
 @dataclass
-class AppAgent:
-    """The agent of one sidebar setting, a lock and the turns in flight.
+class TurnGate:
+    """One per loaded model, shared by every agent built on it (tool sets differ per tab).
 
     The local model runs one turn at a time, so two browser tabs take turns instead of
-    interleaving on one KV cache. A turn runs on its own thread: Streamlit stops a script run
-    whenever the user touches a widget, and a turn stopped halfway would leave a tool call
-    without its result in the conversation; the page only watches the turn.
+    interleaving on one KV cache; ``running`` knows the turn in flight of each conversation.
+    """
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    running: dict[str, threading.Event] = field(default_factory=dict)
+
+
+@dataclass
+class AppAgent:
+    """The agent of one sidebar setting and the gate of its model.
+
+    A turn runs on its own thread: Streamlit stops a script run whenever the user touches a
+    widget, and a turn stopped halfway would leave a tool call without its result in the
+    conversation; the page only watches the turn.
     """
 
     agent: Any
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    running: dict[str, threading.Event] = field(default_factory=dict)
+    gate: TurnGate = field(default_factory=TurnGate)
+
+    @property
+    def lock(self) -> threading.Lock:
+        return self.gate.lock
 
     @property
     def model_name(self) -> str:
@@ -228,12 +243,12 @@ class AppAgent:
         return {t.name: getattr(t, "gpt4tools_name", None) or t.name for t in self.agent.tools}
 
     def is_running(self, thread_id: str) -> bool:
-        event = self.running.get(thread_id)
+        event = self.gate.running.get(thread_id)
         return event is not None and not event.is_set()
 
     def wait(self, thread_id: str, timeout: float | None = None) -> bool:
         """Until the turn in flight in this conversation ends; True when none is left."""
-        event = self.running.get(thread_id)
+        event = self.gate.running.get(thread_id)
         return event is None or event.wait(timeout)
 
 
@@ -245,6 +260,7 @@ def build_agent(
     workspace_root: str | Path,
     device: str = "cpu",
     max_tool_steps: int = DEFAULT_MAX_TOOL_STEPS,
+    gate: TurnGate | None = None,
 ) -> AppAgent:
     """An ``EFEAgent`` over the picked tools, with conversations in the workspace's SQLite file."""
     from efe_langchain.agent import EFEAgent
@@ -264,7 +280,7 @@ def build_agent(
         checkpointer=f"sqlite:{conversations_db(workspace_root)}",
         max_tool_steps=max_tool_steps,
     )
-    return AppAgent(agent)
+    return AppAgent(agent, gate or TurnGate())
 
 
 class TurnError(Exception):
@@ -283,7 +299,7 @@ def turn_items(app: AppAgent, text: str, thread_id: str) -> Iterator[list[Item]]
         raise TurnError("a turn is still running in this conversation; wait for it to finish")
     out: queue.Queue = queue.Queue()
     finished = threading.Event()
-    app.running[thread_id] = finished
+    app.gate.running[thread_id] = finished
 
     def work() -> None:
         try:

@@ -44,6 +44,11 @@ def _cached_model(choice: ModelChoice, openai_key: str):
     return agent_setup.build_model(choice, openai_key=openai_key or None)
 
 
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _cached_gate(choice: ModelChoice):
+    return agent_setup.TurnGate()
+
+
 @st.cache_resource(show_spinner="Checking which tools can run here…")
 def _cached_tool_rows(device: str):
     return agent_setup.tool_rows(device)
@@ -60,7 +65,9 @@ def _cached_agent(
     max_tool_steps: int,
 ):
     model = _cached_model(choice, openai_key)
-    return agent_setup.build_agent(model, choice, tools, constrained, workspace_root, device, max_tool_steps)
+    return agent_setup.build_agent(
+        model, choice, tools, constrained, workspace_root, device, max_tool_steps, gate=_cached_gate(choice)
+    )
 
 
 # -- the conversation id in the URL ---------------------------------------------------------------

@@ -76,14 +76,28 @@ def _draw_item(item: Item, root: Path, expanded: bool) -> None:
 
 
 def draw_turns(turns: Sequence[Turn], root: Path, errors: dict[int, list[str]] | None = None) -> None:
-    """The saved conversation; the last assistant turn keeps its tool steps open."""
+    """The saved conversation; the last assistant turn keeps its tool steps open.
+
+    ``errors``: what this browser session was told when a turn failed, by the index of the
+    assistant turn it belongs to; an error the agent also saved as its answer is not repeated,
+    and one whose turn left no message behind is drawn at the end.
+    """
+    errors = errors or {}
     last_assistant = max((i for i, t in enumerate(turns) if t.role == "assistant"), default=-1)
     for i, turn in enumerate(turns):
         with st.chat_message(turn.role, avatar=AVATARS.get(turn.role)):
             for item in turn.items:
                 _draw_item(item, root, expanded=(i == last_assistant))
-            for text in (errors or {}).get(i, []):
-                st.error(text)
+            if turn.role == "assistant":
+                said = {item.text for item in turn.items if isinstance(item, Answer)}
+                for text in errors.get(i, []):
+                    if text not in said:
+                        draw_error(text)
+    orphans = [text for i in sorted(errors) if i >= len(turns) or turns[i].role != "assistant" for text in errors[i]]
+    if orphans:
+        with st.chat_message("assistant", avatar=AVATARS["assistant"]):
+            for text in orphans:
+                draw_error(text)
 
 
 def draw_error(text: str) -> None:
