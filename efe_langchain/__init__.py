@@ -25,6 +25,8 @@ _EXPORTS = {
     "create_efe_agent": "efe_langchain.agent",
     "EFEAgent": "efe_langchain.agent",
     "Workspace": "efe_langchain.workspace",
+    "WorkspaceError": "efe_langchain.workspace",
+    "EFETool": "efe_langchain.tools.base",
     "load_tools": "efe_langchain.tools.registry",
     "list_tools": "efe_langchain.tools.registry",
 }
