@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         "vqa": (["blip-vqa"], lambda: BlipVqaBackend(device, checkpoint=P["blip-vqa"]), lambda b: b.vqa(photo, "what is in the picture?")),
         "detect": (["grounding-dino"], lambda: GroundingDinoBackend(device, checkpoint=P["grounding-dino"]), lambda b: b.detect(photo, "a cat. a dog.")),
         "segment_all": (["sam"], lambda: SamBackend(device, checkpoint=P["sam"], points_per_side=args.sam_points), lambda b: b.segment_all(photo)),
+        # Worst case for post-processing: every one of the 3 x 32 x 32 masks passes the filters.
+        "segment_all-keep-all": (["sam"], lambda: SamBackend(device, checkpoint=P["sam"], points_per_side=args.sam_points,
+                                                              pred_iou_thresh=-1e9, stability_score_thresh=0.0),
+                                 lambda b: b.segment_all(photo)),
         "segment_object": (["grounding-dino", "sam"],
                            lambda: GroundedSamBackend(device, detector=P["grounding-dino"], checkpoint=P["sam"], box_threshold=0.0),
                            lambda b: b.segment_object(photo, "cat")),

@@ -148,6 +148,18 @@ def test_sam_box_masks_and_segment_everything(models, photo):
     check_signatures(sam)
 
 
+def test_mask_boxes_and_nms():
+    from efe_langchain.backends.reference.sam import _mask_boxes, _nms
+
+    masks = torch.zeros(2, 10, 12, dtype=torch.bool)
+    masks[0, 2:5, 3:7] = True
+    masks[1, :, 11] = True
+    assert _mask_boxes(masks).tolist() == [[3, 2, 7, 5], [11, 0, 12, 10]]
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [0, 0, 9, 9]], dtype=float)
+    # 0 overlaps the better 1 at IoU 0.81 (> 0.7): dropped; 3 overlaps 1 at 0.65: kept.
+    assert _nms(boxes, np.array([0.9, 0.95, 0.5, 0.1]), 0.7) == [1, 2, 3]
+
+
 def test_grounded_sam_segment_object(models, photo):
     options = dict(detector=str(models["grounding-dino"]), checkpoint=str(models["sam"]))
     seg = GroundedSamBackend(box_threshold=0.0, text_threshold=0.0, **options)

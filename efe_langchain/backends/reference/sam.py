@@ -49,19 +49,27 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
-def _mask_box(mask: np.ndarray) -> list[float]:
-    ys, xs = np.nonzero(mask)
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+def _mask_boxes(masks):
+    """(K, H, W) bool tensor -> (K, 4) xyxy boxes of each mask's pixels (on the masks' device)."""
+    import torch
+
+    rows, cols = masks.any(dim=2).float(), masks.any(dim=1).float()
+    h, w = masks.shape[1:]
+    y0, y1 = rows.argmax(1), h - rows.flip(1).argmax(1)
+    x0, x1 = cols.argmax(1), w - cols.flip(1).argmax(1)
+    return torch.stack([x0, y0, x1, y1], dim=1).float()
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
-    order, keep = list(np.argsort(-scores)), []
-    while order:
-        best = order.pop(0)
-        keep.append(best)
-        if order:
-            overlaps = _box_iou(boxes[[best]], boxes[order])[0]
-            order = [i for i, o in zip(order, overlaps) if o <= iou]
+    """Greedy non-maximum suppression, best score first; indices of the boxes kept."""
+    order = np.argsort(-scores, kind="stable")
+    overlaps = _box_iou(boxes[order], boxes[order])
+    suppressed = np.zeros(len(order), dtype=bool)
+    keep = []
+    for i in range(len(order)):
+        if not suppressed[i]:
+            keep.append(int(order[i]))
+            suppressed |= overlaps[i] > iou
     return keep
 
 
@@ -135,7 +143,7 @@ class SamBackend(ReferenceBackend):
         # Grid in the resized frame the prompt encoder works in (== SAM's grid in image space).
         offsets = (np.arange(n) + 0.5) / n
         grid = np.stack(np.meshgrid(offsets * rw, offsets * rh), axis=-1).reshape(-1, 2)
-        found: list[tuple[np.ndarray, float]] = []
+        masks, scores, boxes = [], [], []
         batches = range(0, len(grid), per_batch)
         for start in tqdm(batches, desc="SAM segment-everything", disable=len(batches) < 4, leave=False):
             points = torch.tensor(grid[start : start + per_batch], dtype=torch.float32)
@@ -146,28 +154,34 @@ class SamBackend(ReferenceBackend):
                     input_labels=torch.ones((1, len(points), 1), dtype=torch.long, device=self.device),
                     multimask_output=True,
                 )
-            ious = out.iou_scores[0].float().cpu()  # (points, 3)
-            logits = out.pred_masks[0].float().cpu()  # (points, 3, h, w)
-            keep = ious > iou_thresh
-            if not keep.any():
-                continue
-            kept_logits, kept_ious = logits[keep], ious[keep]
-            (full,) = self.processor.image_processor.post_process_masks(
-                kept_logits[None, :, None], inputs["original_sizes"], inputs["reshaped_input_sizes"], binarize=False
-            )
-            full = full[:, 0]
-            # Stability: how little the mask changes when the logit threshold moves by +-1.
-            high = (full > 1.0).flatten(1).sum(1).float()
-            low = (full > -1.0).flatten(1).sum(1).float().clamp(min=1)
-            for mask, iou, stable in zip(full > 0, kept_ious.tolist(), (high / low).tolist()):
-                mask = mask.numpy()
-                if stable >= stab_thresh and mask.sum() > max(min_area, 0):
-                    found.append((mask, float(iou)))
-        if not found:
+                # Filtering stays on the model's device; only the surviving masks come back.
+                ious = out.iou_scores[0].float()  # (points, 3)
+                keep = ious > iou_thresh
+                if not keep.any():
+                    continue
+                (full,) = self.processor.image_processor.post_process_masks(
+                    out.pred_masks[0].float()[keep][None, :, None],
+                    inputs["original_sizes"],
+                    inputs["reshaped_input_sizes"],
+                    binarize=False,
+                )
+                full = full[:, 0]
+                # Stability: how little the mask changes when the logit threshold moves by +-1.
+                high = (full > 1.0).flatten(1).sum(1).float()
+                low = (full > -1.0).flatten(1).sum(1).float().clamp(min=1)
+                binary = full > 0
+                ok = (high / low >= stab_thresh) & (binary.flatten(1).sum(1) > max(min_area, 0))
+                if not ok.any():
+                    continue
+                binary = binary[ok]
+                masks.append(binary.cpu().numpy())
+                scores.append(ious[keep][ok].cpu().numpy())
+                boxes.append(_mask_boxes(binary).cpu().numpy())
+        if not masks:
             return []
-        boxes = np.array([_mask_box(m) for m, _ in found])
-        keep = _nms(boxes, np.array([s for _, s in found]), float(self.option("box_nms_thresh", 0.7)))
-        return [found[i] for i in keep]
+        all_masks, all_scores = np.concatenate(masks), np.concatenate(scores)
+        kept = _nms(np.concatenate(boxes), all_scores, float(self.option("box_nms_thresh", 0.7)))
+        return [(all_masks[i], float(all_scores[i])) for i in kept]
 
     def segment_all(self, image) -> np.ndarray:
         labels = np.zeros((image.height, image.width), dtype=np.int32)
