@@ -390,6 +390,7 @@ class EFEAgent:
         max_context_tokens: int | None = None,
         max_tool_steps: int = DEFAULT_MAX_TOOL_STEPS,
         constrained: bool | None = None,
+        middleware: Sequence[AgentMiddleware] = (),
     ) -> None:
         from efe_langchain.workspace import Workspace
 
@@ -403,6 +404,7 @@ class EFEAgent:
             checkpointer=checkpointer,
             max_context_tokens=max_context_tokens,
             max_tool_steps=max_tool_steps,
+            middleware=middleware,
         )
 
     @staticmethod

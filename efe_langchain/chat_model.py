@@ -452,6 +452,10 @@ class ChatEFE(BaseChatModel):
             from efe_langchain.decoding import ToolChoice
 
             choices = [ToolChoice(t.react_name, t.n_args, t.takes_image) for t in tools]
+            constrained = self.constrained if self.constrained is not None else getattr(self.llm, "constrained", True)
+            if constrained and not image_paths:
+                # An image tool needs an image of the conversation; with none, it cannot be called.
+                choices = [c for c in choices if not c.takes_image]
             return react_step(prompt, choices, image_paths, constrained=self.constrained)
         stops = list(dict.fromkeys([*react.STOP_SEQUENCES, *(stop or []), *(self.stop or [])]))
         kwargs = {"max_tokens": self.max_tokens} if self.max_tokens is not None else {}
