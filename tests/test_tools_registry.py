@@ -259,3 +259,15 @@ def test_efe_tools_memory_hook(capsys):
 def test_teleainpaint_is_a_listed_remove_backend():
     info = next(i for i in list_tools() if i.load_name == "ImageEditing.remove")
     assert any(b.name == TeleaInpaint.name and b.available for b in info.backends)
+
+
+def test_efe_tools_check_runs_the_tools(capsys):
+    from efe_langchain.cli import main
+
+    assert main(["tools", "--check", "--json", "--load", "Image2Canny,QualityRating"]) == 0
+    rows = {r["load_name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["Image2Canny"]["check"]["ok"]
+    assert re.fullmatch(r"image/[0-9a-f]{4}_edge_[0-9a-f]{8}_[0-9a-f]{8}\.png", rows["Image2Canny"]["check"]["output"])
+    assert rows["QualityRating"]["check"]["output"].startswith("Quality of image/")
+    assert main(["tools", "--check", "--load", "Image2Canny"]) == 0
+    assert re.search(r"check: ran fine in [0-9.]+ s -> image/", capsys.readouterr().out)

@@ -7,7 +7,7 @@ import importlib
 import json
 import sys
 
-__all__ = ["add_arguments", "run", "render_table", "memory_estimates"]
+__all__ = ["add_arguments", "run", "render_table", "memory_estimates", "check_tools"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +27,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: reference when its weights are present, then embedded, then classical)",
     )
     parser.add_argument(
+        "--check",
+        action="store_true",
+        help="run every tool that can run here once on a test picture and report whether it worked",
+    )
+    parser.add_argument(
         "--memory",
         action="store_true",
         help="add each tool's GPU memory estimate (from the reference backends, before loading anything)",
     )
+
+
+def check_tools(infos, device: str) -> dict[str, dict]:
+    """Run each runnable tool once on a test picture: ``{name: {ok, seconds, output}}``.
+
+    Static availability says the weights are there; this says the tool really works here.
+    Generation tools get a short prompt and seed 0; everything writes to a temporary workspace.
+    """
+    import tempfile
+    import time
+
+    from tqdm import tqdm
+
+    from efe_langchain.tools.registry import load_tools
+    from efe_langchain.workspace import Workspace
+
+    ws = Workspace(tempfile.mkdtemp(prefix="efe-tools-check-"))
+    picture = ws.add_image(_test_picture())
+    values = {"image_path": picture, "text": "person", "question": "what is in the image?",
+              "object_to_replace": "person", "replace_with": "a robot"}  # fmt: skip
+    results = {}
+    runnable = [i for i in infos if i.available]
+    for info in tqdm(runnable, desc="checking tools", unit="tool", file=sys.stderr):
+        (tool,) = load_tools([f"{info.name}_{device}"], workspace=ws)
+        fields = tool.args_schema.model_fields
+        args = {f: values[f] for f, field in fields.items() if field.is_required()}
+        start = time.perf_counter()
+        msg = tool.invoke({"type": "tool_call", "id": "check", "name": tool.name, "args": args})
+        results[info.name] = {
+            "ok": msg.status == "success",
+            "seconds": round(time.perf_counter() - start, 3),
+            "output": str(msg.content),
+        }
+    return results
+
+
+def _test_picture():
+    """scikit-image's astronaut (a person, a face, text on a badge), or a drawn scene without it."""
+    from PIL import Image, ImageDraw
+
+    try:
+        import skimage.data
+
+        return Image.fromarray(skimage.data.astronaut())
+    except Exception:
+        img = Image.new("RGB", (512, 512), (90, 140, 200))
+        draw = ImageDraw.Draw(img)
+        draw.ellipse((200, 80, 310, 200), fill=(230, 190, 160))
+        draw.rectangle((180, 200, 330, 480), fill=(200, 60, 40))
+        draw.text((40, 40), "EFE TOOLS CHECK", fill=(255, 255, 255))
+        return img
 
 
 def memory_estimates(infos, device: str) -> dict | None:
@@ -50,6 +106,11 @@ def memory_estimates(infos, device: str) -> dict | None:
     return dict(result) if result is not None else {}
 
 
+def _short(text: str, limit: int = 110) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _size(value) -> str:
     if isinstance(value, (int, float)):
         return f"{value / 2**30:.1f} GiB"
@@ -60,7 +121,7 @@ def _mark(ok: bool) -> str:
     return "yes" if ok else "no "
 
 
-def render_table(infos, memory: dict | None = None, device: str = "cuda") -> str:
+def render_table(infos, memory: dict | None = None, device: str = "cuda", checks: dict | None = None) -> str:
     lines = []
     name_w = max(len(i.gpt4tools_name) for i in infos) if infos else 10
     load_w = max(len(i.load_name) for i in infos) if infos else 10
@@ -71,6 +132,10 @@ def render_table(infos, memory: dict | None = None, device: str = "cuda") -> str
             value = memory.get(info.name, memory.get(info.gpt4tools_name))
             mem = f"  [reference weights: {_size(value)} on {device}]" if value is not None else ""
         lines.append(f"{_mark(info.available):4s}  {info.gpt4tools_name:{name_w}s}  {info.load_name:{load_w}s}  {info.name}{mem}")
+        check = (checks or {}).get(info.name)
+        if check is not None:
+            verdict = "ran fine" if check["ok"] else "FAILED"
+            lines.append(f"        check: {verdict} in {check['seconds']:.2f} s -> {_short(check['output'])}")
         for b in info.backends:
             chosen = info.chosen.get(b.capability) == b.name
             flag = "*" if chosen else ("+" if b.available else "-")
@@ -103,14 +168,18 @@ def run(args: argparse.Namespace) -> int:
                 "(efe_langchain.backends.reference.estimate_memory), which are not installed here",
                 file=sys.stderr,
             )
+    checks = check_tools(infos, args.device) if args.check else None
     if args.json:
         rows = []
         for info in infos:
             row = info.to_dict()
             if memory is not None:
                 row["memory"] = memory.get(info.name, memory.get(info.gpt4tools_name))
+            if checks is not None:
+                row["check"] = checks.get(info.name)
             rows.append(row)
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        print(render_table(infos, memory, args.device))
-    return 0
+        print(render_table(infos, memory, args.device, checks))
+    # A check that failed is worth a non-zero exit: scripts and CI can rely on it.
+    return 1 if checks and not all(c["ok"] for c in checks.values()) else 0
