@@ -217,11 +217,15 @@ class TrimHistoryMiddleware(AgentMiddleware):
         budget = self.max_tokens - self.generation_reserve - fixed
         return trim_turns(request.messages, budget, self._cost_fn(model))
 
-    def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]):
+    def _trimmed(self, request: ModelRequest) -> ModelRequest:
         trimmed = self.trim(request)
-        if len(trimmed) != len(request.messages):
-            request = request.override(messages=trimmed)
-        return handler(request)
+        return request.override(messages=trimmed) if len(trimmed) != len(request.messages) else request
+
+    def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]):
+        return handler(self._trimmed(request))
+
+    async def awrap_model_call(self, request: ModelRequest, handler):
+        return await handler(self._trimmed(request))
 
 
 class ToolStepLimitMiddleware(AgentMiddleware):
@@ -237,28 +241,39 @@ class ToolStepLimitMiddleware(AgentMiddleware):
         self.max_steps = int(max_steps)
         self.stop_on_repeat = stop_on_repeat
 
-    def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]):
+    def _before(self, request: ModelRequest) -> tuple[AIMessage | None, list, list]:
         msgs = request.messages
         last_human = max((i for i, m in enumerate(msgs) if isinstance(m, HumanMessage)), default=-1)
         turn = msgs[last_human + 1 :]
         results = [m for m in turn if isinstance(m, ToolMessage)]
+        previous = [c for m in turn if isinstance(m, AIMessage) for c in m.tool_calls]
         if len(results) >= self.max_steps:
-            return AIMessage(
+            stop = AIMessage(
                 content=f"I stopped after {len(results)} tool steps without a final answer. "
                 f"The last tool result was: {_text(results[-1]).strip()}",
                 response_metadata={"stopped": "max_tool_steps"},
             )
-        response = handler(request)
-        previous = [c for m in turn if isinstance(m, AIMessage) for c in m.tool_calls]
+            return stop, previous, results
+        return None, previous, results
+
+    def _after(self, response: Any, previous: list, results: list) -> Any:
         if not (self.stop_on_repeat and previous and results):
             return response
         new = _response_message(response)
         if new is not None and new.tool_calls and all(_same_call(c, previous[-1]) for c in new.tool_calls):
             return AIMessage(
-                content=f"{_text(results[-1]).strip()}",
+                content=_text(results[-1]).strip(),
                 response_metadata={**new.response_metadata, "stopped": "repeated_tool_call"},
             )
         return response
+
+    def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]):
+        stop, previous, results = self._before(request)
+        return stop if stop is not None else self._after(handler(request), previous, results)
+
+    async def awrap_model_call(self, request: ModelRequest, handler):
+        stop, previous, results = self._before(request)
+        return stop if stop is not None else self._after(await handler(request), previous, results)
 
 
 def _response_message(response: Any) -> AIMessage | None:

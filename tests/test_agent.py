@@ -269,3 +269,16 @@ def test_trim_middleware_shows_the_model_a_window_while_state_keeps_all(tiny_llm
     assert "bananas" not in prompt
     assert "Previous conversation:\n\nHuman: short\nAI: fine\n\nNew input: now?" in prompt
     assert count(prompt) <= window
+
+
+def test_the_agent_runs_async_too(tmp_path):
+    import asyncio
+
+    llm = _scripted(
+        "Thought: Do I need to use a tool? Yes\nAction: count_letters\nAction Input: hello",
+        "Thought: Do I need to use a tool? Yes\nAction: count_letters\nAction Input: hello",
+    )
+    graph = create_efe_agent(llm, [count_letters], max_context_tokens=4000)
+    out = asyncio.run(graph.ainvoke({"messages": [HumanMessage("count")]}, {"configurable": {"thread_id": "x"}}))
+    assert [m.content for m in out["messages"]] == ["count", "", "5", "5"]
+    assert out["messages"][-1].response_metadata["stopped"] == "repeated_tool_call"
