@@ -114,6 +114,7 @@ class EmbeddedSummary(Backend):
             "dominant_colours": [[n, round(s, 3)] for n, s in dominant_colours(image)],
             "unavailable": [],
         }
+
         def boxes(found):
             return [{"box": d["box"], "score": round(d["score"], 3)} for d in found]
 
