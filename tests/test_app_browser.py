@@ -229,7 +229,7 @@ def take_screenshot(out: Path) -> None:
     try:
         image = photo(work / "astronaut.jpg")
         server = streamlit_server(work / "workspace", _free_port(), work / "log", **SETTINGS)
-        with chromium_page(1400, 1900) as page, server as url:
+        with chromium_page(1400, 2000) as page, server as url:
             upload_and_ask(page, url, image, "Detect the edges of this image")
             edge_step(page)
             page.wait_for_timeout(1000)
