@@ -261,8 +261,10 @@ class ToolStepLimitMiddleware(AgentMiddleware):
             return response
         new = _response_message(response)
         if new is not None and new.tool_calls and all(_same_call(c, previous[-1]) for c in new.tool_calls):
+            last = _text(results[-1]).strip()
+            failed = last.startswith("Error") or getattr(results[-1], "status", None) == "error"
             return AIMessage(
-                content=_text(results[-1]).strip(),
+                content=f"I could not do that. {last}" if failed else last,
                 response_metadata={**new.response_metadata, "stopped": "repeated_tool_call"},
             )
         return response
