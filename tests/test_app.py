@@ -145,9 +145,15 @@ def test_new_conversation_starts_an_empty_thread_and_keeps_the_old_one(session, 
     assert not at.exception, at.exception
     assert at.query_params["thread"] != thread
     assert not at.chat_message
-    back = new_app(thread)
-    back.run()
-    assert captions(back) == captions(session)
+    # The old conversation is listed by what the user asked, and opens again from the list.
+    picker = next(s for s in at.sidebar.selectbox if s.label == "Earlier conversations")
+    assert picker.value == at.query_params["thread"]
+    assert picker.format_func(thread) == "Detect the edges of this image"
+    picker.set_value(thread)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.query_params["thread"] == thread
+    assert captions(at) == captions(session)
 
 
 @pytest.mark.timeout(TIMEOUT_S)

@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from efe_langchain.ui.transcript import Answer, Item, ToolStep, format_tool_input, workspace_images
+from efe_langchain.ui.transcript import (
+    Answer,
+    Item,
+    ToolStep,
+    Upload,
+    UserText,
+    build_transcript,
+    format_tool_input,
+    workspace_images,
+)
 
 __all__ = [
     "MODEL_KINDS",
@@ -33,6 +42,7 @@ __all__ = [
     "build_agent",
     "TurnError",
     "turn_items",
+    "recent_conversations",
 ]
 
 MODEL_KINDS = {
@@ -362,6 +372,37 @@ def upload(app: AppAgent, data: bytes, thread_id: str) -> str:
     """Store an upload in the workspace (GPT4Tools naming and size) and tell the conversation."""
     with app.lock:
         return app.agent.upload(data, thread_id)
+
+
+def recent_conversations(app: AppAgent, limit: int = 20) -> list[tuple[str, str]]:
+    """``(thread_id, title)`` of the newest conversations in the checkpointer, newest first.
+
+    The title is the first thing the user typed (or the first image they uploaded). Only a
+    SQLite checkpointer can be listed; with another one the list is empty.
+    """
+    saver = app.agent.graph.checkpointer
+    if not hasattr(saver, "cursor"):
+        return []
+    # Checkpoint ids are time-ordered UUIDs, so the largest is each thread's latest step.
+    with saver.cursor(transaction=False) as cur:
+        cur.execute(
+            "SELECT thread_id, MAX(checkpoint_id) AS last FROM checkpoints WHERE checkpoint_ns = '' "
+            "GROUP BY thread_id ORDER BY last DESC LIMIT ?",
+            (int(limit),),
+        )
+        threads = [row[0] for row in cur.fetchall()]
+    out = []
+    for tid in threads:
+        title = ""
+        for turn in build_transcript(app.agent.history(tid), None):
+            item = turn.items[0] if turn.role == "user" and turn.items else None
+            if isinstance(item, UserText):
+                title = item.text
+                break
+            if isinstance(item, Upload) and not title:
+                title = f"[{item.path}]"
+        out.append((tid, " ".join(title.split())[:60] or "(empty)"))
+    return out
 
 
 def history(app: AppAgent, thread_id: str) -> list:

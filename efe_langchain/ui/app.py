@@ -83,6 +83,33 @@ def _new_conversation() -> None:
     st.query_params["thread"] = uuid.uuid4().hex[:16]
 
 
+def _open_conversation(key: str) -> None:
+    st.query_params["thread"] = st.session_state[key]
+
+
+def _conversation_picker(app: agent_setup.AppAgent, thread_id: str) -> None:
+    """Earlier conversations of this workspace, so one is never lost with its URL."""
+    try:
+        convs = dict(agent_setup.recent_conversations(app))
+    except Exception as exc:  # an unreadable list must not take the page down
+        st.caption(f"Earlier conversations cannot be listed: {exc}")
+        return
+    if thread_id not in convs:
+        convs = {thread_id: "(this new conversation)", **convs}
+    if len(convs) < 2:
+        return
+    key = f"conversations-{thread_id}"
+    st.selectbox(
+        "Earlier conversations",
+        list(convs),
+        index=list(convs).index(thread_id),
+        format_func=lambda tid: convs[tid],
+        key=key,
+        on_change=_open_conversation,
+        args=(key,),
+    )
+
+
 def _errors(thread_id: str) -> dict[int, list[str]]:
     """Errors shown in the chat, by the assistant turn they belong to (this browser session only)."""
     return st.session_state.setdefault("errors", {}).setdefault(thread_id, {})
@@ -227,7 +254,9 @@ def main() -> None:
         print(traceback.format_exc(), flush=True)
 
     if agent is not None:
-        st.sidebar.caption(f"Model loaded: {agent.model_name}")
+        with st.sidebar:
+            st.caption(f"Model loaded: {agent.model_name}")
+            _conversation_picker(agent, thread_id)
     if agent is not None and upload is not None:
         _handle_upload(agent, upload, thread_id)
 
