@@ -81,17 +81,22 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     # Build on the GPU: random init of ~5 B parameters is minutes on CPU, seconds here.
     with torch.device(device if cuda else "cpu"):
-        paths = {
-            "blip-caption": testing.build_blip(root / "blip-caption", "BlipForConditionalGeneration", size=args.size),
-            "blip-vqa": testing.build_blip(root / "blip-vqa", "BlipForQuestionAnswering", size=args.size),
-            "grounding-dino": testing.build_grounding_dino(root / "grounding-dino", size=args.size),
-            "sam": testing.build_sam(root / "sam", size=args.size),
-            "dpt-large": testing.build_dpt(root / "dpt-large", size=args.size),
-        }
-        sd = testing.build_sd_family(root / "sd", size=args.size, parts=("base", "canny", "depth", "instruct", "inpaint"))
+        builders = {
+            "blip-caption": lambda: testing.build_blip(root / "blip-caption", "BlipForConditionalGeneration", size=args.size),
+            "blip-vqa": lambda: testing.build_blip(root / "blip-vqa", "BlipForQuestionAnswering", size=args.size),
+            "grounding-dino": lambda: testing.build_grounding_dino(root / "grounding-dino", size=args.size),
+            "sam": lambda: testing.build_sam(root / "sam", size=args.size),
+            "dpt-large": lambda: testing.build_dpt(root / "dpt-large", size=args.size),
+        }  # fmt: skip
+        # --only sam,segment_all...: build just what those cases need (saves minutes of GPU time).
+        wanted = {s.strip() for s in args.only.split(",") if s.strip()}
+        paths = {k: build() for k, build in builders.items() if not wanted or k in wanted or k in _NEEDS(wanted)}
+        with_sd = not wanted or "sd15" in _NEEDS(wanted)
+        if with_sd:
+            sd = testing.build_sd_family(root / "sd", size=args.size, parts=("base", "canny", "depth", "instruct", "inpaint"))
+            paths.update({"sd15": sd["base"], "controlnet-canny": sd["canny"], "controlnet-depth": sd["depth"],
+                          "instruct-pix2pix": sd["instruct"], "sd-inpainting": sd["inpaint"]})  # fmt: skip
     sizes = (512, 512) if args.size == "full" else (64, 64)
-    paths.update({"sd15": sd["base"], "controlnet-canny": sd["canny"], "controlnet-depth": sd["depth"],
-                  "instruct-pix2pix": sd["instruct"], "sd-inpainting": sd["inpaint"]})  # fmt: skip
     gc.collect(), mem.empty_cache()
     print(f"built full-size folders in {time.perf_counter() - t0:.1f} s under {root}")
     # Lay them out as `hf download <id> --local-dir $EFE_MODEL_DIR/<id>` would, so estimates go
@@ -142,10 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         "inpaint (50 steps)": (["sd-inpainting"], lambda: InpaintingBackend(device, checkpoint=P["sd-inpainting"]),
                                lambda b: b.inpaint(photo, mask, "a dog", seed=0)),
     }  # fmt: skip
-    only = {s.strip() for s in args.only.split(",") if s.strip()}
     rows = []
     for name, (checkpoints, make, call) in cases.items():
-        if only and name.split(" ")[0] not in only:
+        if wanted and name.split(" ")[0] not in wanted:
             continue
         shared.clear_cache()
         gc.collect(), mem.empty_cache(), mem.reset_peak_memory_stats(device)
@@ -183,7 +187,28 @@ def main(argv: list[str] | None = None) -> int:
     shared.clear_cache()
     gc.collect(), mem.empty_cache(), mem.reset_peak_memory_stats(device)
 
-    # Shared rule on the GPU: two ControlNet tools and text2image hold one SD base.
+    result = {**header, "params": counts, "tools": rows}
+    if with_sd:
+        result["sharing"] = _sharing(P, photo, device, mem)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _NEEDS(cases: set[str]) -> set[str]:  # noqa: N802 - a table in function form
+    table = {"caption": {"blip-caption"}, "vqa": {"blip-vqa"}, "detect": {"grounding-dino"}, "segment_all": {"sam"},
+             "segment_all-keep-all": {"sam"}, "segment_object": {"grounding-dino", "sam"}, "depth": {"dpt-large"},
+             "normal": {"dpt-large"}, "text2image": {"sd15"}, "controlnet": {"sd15"}, "instruct": {"sd15"},
+             "inpaint": {"sd15"}}  # fmt: skip
+    return set().union(*(table.get(c, set()) for c in cases)) if cases else set()
+
+
+def _sharing(P: dict, photo, device: str, mem) -> dict:
+    """Two ControlNet tools and text2image on one GPU hold one SD base (and two ControlNets)."""
+    from efe_langchain.backends.reference import shared
+    from efe_langchain.backends.reference.diffusion import ControlNetBackend, StableDiffusionBackend
+    from efe_langchain.backends.reference.memory import count_parameters
+
     before = mem.memory_allocated(device)
     canny = ControlNetBackend(device, base=P["sd15"], controlnet_canny=P["controlnet-canny"], conditions="canny", steps=2)
     depth = ControlNetBackend(device, base=P["sd15"], controlnet_depth=P["controlnet-depth"], conditions="depth", steps=2)
@@ -195,11 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     sharing = {"held_gib": round(held / GIB, 3), "one_base_plus_two_controlnets_gib": round(expected / GIB, 3),
                "sd_base_loads": sum(n for k, n in shared.load_counts.items() if k[0] == "StableDiffusionPipeline")}  # fmt: skip
     print("sharing", json.dumps(sharing))
-
-    result = {**header, "params": counts, "tools": rows, "sharing": sharing}
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
-    return 0
+    return sharing
 
 
 if __name__ == "__main__":
