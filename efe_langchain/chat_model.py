@@ -67,9 +67,10 @@ class ReactTool:
 
     def args_from_input(self, tool_input: str) -> dict[str, Any]:
         """GPT4Tools' comma-separated input as keyword arguments, in the schema's field order."""
-        parts = react.split_args(tool_input, max(self.n_args, 1))
         if not self.fields:
-            return {"__arg1": tool_input} if tool_input else {}
+            # A tool without arguments: whatever the model wrote as input has nowhere to go.
+            return {}
+        parts = react.split_args(tool_input, max(self.n_args, 1))
         if len(parts) > len(self.fields):
             # More parts than fields: the last field takes the rest, commas and all.
             head = len(self.fields) - 1
@@ -79,7 +80,7 @@ class ReactTool:
     def input_from_args(self, args: dict[str, Any]) -> str:
         """The inverse, for rendering a tool call that did not come from our own ReAct text."""
         if not self.fields:
-            return str(args.get("__arg1", "")) if args else ""
+            return ""
         return ", ".join(_as_text(args[f]) for f in self.fields if f in args)
 
 

@@ -271,3 +271,14 @@ def test_free_decoding_on_a_real_model_never_raises(tiny_llm):
     assert isinstance(out, AIMessage)
     assert out.tool_calls or out.content
     assert 1 <= len(out.response_metadata.get("react_attempts", [None])) <= 2
+
+
+def test_a_tool_without_arguments_gets_none():
+    @tool
+    def what_time_is_it() -> str:
+        """Tell the time."""
+        return "noon"
+
+    out = ChatEFE(llm=fake("Thought: Do I need to use a tool? Yes\nAction: what_time_is_it\nAction Input: now")).bind_tools([what_time_is_it]).invoke("time?")
+    assert out.tool_calls[0]["args"] == {}
+    assert what_time_is_it.invoke(out.tool_calls[0]["args"]) == "noon"
