@@ -335,6 +335,20 @@ def test_devices_and_dtypes():
         SamBackend(dtype="float8")
 
 
+def test_reference_backend_table_names_real_classes():
+    import importlib
+
+    from efe_langchain.backends.reference.devices import REFERENCE_BACKENDS
+    from efe_langchain.backends.reference.memory import TOOL_CHECKPOINTS
+
+    for load_name, paths in REFERENCE_BACKENDS.items():
+        for path in paths:
+            module, _, name = path.rpartition(".")
+            cls = getattr(importlib.import_module(module), name)
+            assert issubclass(cls, Backend) and cls.kind == "reference" and cls.capabilities and cls.name, path
+        assert load_name in TOOL_CHECKPOINTS  # every reference tool has a memory estimate
+
+
 # -- memory estimates -----------------------------------------------------------------------------
 def test_parameter_counts_from_headers_match_the_models(models):
     from diffusers import StableDiffusionPipeline
