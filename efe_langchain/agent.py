@@ -511,12 +511,18 @@ class EFEAgent:
                 )
         elif isinstance(m, ToolMessage):
             output = _text(m)
+            artifact = getattr(m, "artifact", None)
+            # A new image is the artifact's "path", or an output that is nothing but a path; a text
+            # result that merely names the input image ("No text found in image/x.png") has none.
+            made = artifact.get("path") if isinstance(artifact, dict) else None
+            if not made and react.extract_image_paths(output) == [output.strip().rstrip(".")]:
+                made = output.strip().rstrip(".")
             yield AgentEvent(
                 "tool_result",
                 tool=calls.get(m.tool_call_id, m.name),
                 output=output,
-                image=self._image_in(output),
-                raw={"status": getattr(m, "status", None), "artifact": getattr(m, "artifact", None)},
+                image=self._image_in(made) if isinstance(made, str) else None,
+                raw={"status": getattr(m, "status", None), "artifact": artifact},
             )
         elif isinstance(m, AIMessage):
             text = _text(m)

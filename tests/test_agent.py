@@ -282,3 +282,39 @@ def test_the_agent_runs_async_too(tmp_path):
     out = asyncio.run(graph.ainvoke({"messages": [HumanMessage("count")]}, {"configurable": {"thread_id": "x"}}))
     assert [m.content for m in out["messages"]] == ["count", "", "5", "5"]
     assert out["messages"][-1].response_metadata["stopped"] == "repeated_tool_call"
+
+
+class _Edges(BaseTool):
+    name: str = "edge_detection_on_image"
+    gpt4tools_name: str = "Edge Detection On Image"
+    description: str = "useful when you want to detect the edge of the image. The input to this tool should be a string, representing the image_path"
+    args_schema: type[BaseModel] = _ImagePath
+    workspace: Workspace
+
+    def _run(self, image_path: str) -> str:
+        edges = self.workspace.open_image(image_path).convert("L").point(lambda v: 255 if v > 128 else 0)
+        return self.workspace.save_image(edges.convert("RGB"), "edge", image_path)
+
+
+@tool
+def read_text(image_path: str) -> str:
+    """Read the text on an image."""
+    return f"No text found in {image_path}."
+
+
+def test_stream_events_name_the_new_image_only(tmp_path, red_png):
+    ws = Workspace(tmp_path / "ws")
+    agent = EFEAgent(model=_scripted("x"), tools=[_Edges(workspace=ws), read_text], workspace=ws)
+    path = agent.upload(red_png, thread_id="i", caption="red")
+    agent.model.llm.responses = [
+        f"Thought: Do I need to use a tool? Yes\nAction: read_text\nAction Input: {path}",
+        f"Thought: Do I need to use a tool? Yes\nAction: Edge Detection On Image\nAction Input: {path}",
+        "Thought: Do I need to use a tool? No\nAI: done",
+    ]
+    events = list(agent.stream("edges please", thread_id="i"))
+    results = [e for e in events if e.kind == "tool_result"]
+    # a text result that names the input image brings no new image
+    assert results[0].output == f"No text found in {path}." and results[0].image is None
+    assert results[1].output.startswith("image/") and results[1].output != path
+    assert results[1].image == results[1].output and (ws.root / results[1].image).is_file()
+    assert events[-1].kind == "final" and events[-1].text == "done"
