@@ -100,6 +100,7 @@ def test_blip_caption_and_vqa(models, photo):
     captioner = BlipCaptionBackend(checkpoint=str(models["blip-caption"]))
     assert captioner.availability() == (True, captioner.label)
     assert str(models["blip-caption"]) in captioner.label and captioner.kind == "reference"
+    assert "weights given by the user" in captioner.label  # not passed off as the GPT4Tools checkpoint
     caption = captioner.caption(photo)
     # The decoder bias makes "cat" the likeliest word: seeing it proves generate + decode ran.
     assert isinstance(caption, str) and caption.split()[0] == "cat"
@@ -302,6 +303,7 @@ def test_weights_found_under_efe_model_dir_by_hub_id(models, photo, tmp_path, mo
     monkeypatch.setenv("EFE_MODEL_DIR", str(tmp_path))
     captioner = BlipCaptionBackend()  # no options: the default checkpoint, found by its hub id
     assert captioner.missing() == [] and "Salesforce/blip-image-captioning-base" in captioner.label
+    assert "GPT4Tools reference checkpoint" in captioner.label
     assert captioner.caption(photo).startswith("cat")
     assert resolve_checkpoint("blip-caption") == str(target)
 

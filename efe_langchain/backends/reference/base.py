@@ -39,15 +39,18 @@ class ReferenceBackend(Backend):
         # The class label (shown before any instance exists) names the default checkpoints.
         if cls.describes and cls.checkpoints:
             defaults = [checkpoint_info(k).hub_id if checkpoint_info(k) else k for k in cls.checkpoints.values()]
-            cls.label = f"{cls.describes} ({', '.join(defaults)}; reference, needs its weights)"
+            cls.label = f"{cls.describes} ({', '.join(defaults)}; GPT4Tools reference checkpoint)"
 
     def __init__(self, device: str = "cpu", **options: Any) -> None:
         super().__init__(validate_device(device), **options)
         self.dtype_name = str(options.get("dtype") or dtype_name_for(self.device)).replace("torch.", "")
         if self.dtype_name not in _DTYPES:
             raise ValueError(f"unknown dtype {self.dtype_name!r}: use one of {', '.join(_DTYPES)}")
-        # The label names the checkpoint actually configured, not just the default one.
-        self.label = f"{self.describes} ({', '.join(self.checkpoint_names())}; reference, needs its weights)"
+        # The label names the checkpoint actually configured, not just the default one, and does
+        # not call a user's own folder the GPT4Tools checkpoint.
+        known = all(checkpoint_info(self.checkpoint_spec(role)) for role in self.required_roles())
+        origin = "GPT4Tools reference checkpoint" if known else "weights given by the user"
+        self.label = f"{self.describes} ({', '.join(self.checkpoint_names())}; {origin})"
 
     # -- checkpoints ----------------------------------------------------------------------------
     def checkpoint_spec(self, role: str = "checkpoint") -> str:

@@ -235,7 +235,7 @@ def _brace(names: list[str]) -> str:
 ControlNetBackend.label = (
     f"{ControlNetBackend.describes} (runwayml/stable-diffusion-v1-5, "
     f"{_brace([f'fusing/stable-diffusion-v1-5-controlnet-{c}' for c in CONTROLNET_CONDITIONS])}; "
-    "reference, needs its weights)"
+    "GPT4Tools reference checkpoint)"
 )
 
 
