@@ -103,6 +103,19 @@ def split_turns(messages: Sequence[BaseMessage]) -> tuple[list[BaseMessage], lis
     return lead, turns
 
 
+_DERIVED_RE = re.compile(r"^(?P<dir>(?:[\w.-]+/)*)[0-9a-f]{4}_[\w-]+?_(?P<prev>[\w-]+)_(?P<org>[\w-]+)\.png$")
+
+
+def _with_sources(paths: Sequence[str]) -> set[str]:
+    """Paths plus the uploads a GPT4Tools output name comes from (``<4hex>_<tag>_<prev>_<org>.png``)."""
+    out = set(paths)
+    for p in paths:
+        m = _DERIVED_RE.match(p)
+        if m:
+            out.update(f"{m['dir']}{m[k]}.png" for k in ("prev", "org"))
+    return out
+
+
 def trim_turns(
     messages: Sequence[BaseMessage],
     budget: int,
@@ -128,7 +141,7 @@ def trim_turns(
         keep.add(i)
         used += c
 
-    wanted_paths = set(react.extract_image_paths("\n".join(_text(m) for i in keep for m in turns[i])))
+    wanted_paths = _with_sources(react.extract_image_paths("\n".join(_text(m) for i in keep for m in turns[i])))
     latest_upload = max(uploads, default=None)
     # Newest first: a path uploaded twice resolves to its latest upload.
     for i in sorted(uploads, reverse=True):

@@ -242,6 +242,15 @@ def test_trimming_keeps_whole_newest_turns_and_the_images_still_referred_to():
     assert all(m in msgs for m in kept)
 
 
+def test_trimming_keeps_the_upload_an_edited_image_comes_from():
+    msgs = _conversation()[:-3] + [HumanMessage("make image/cc12_edit_aaaa1111_aaaa1111.png brighter")]
+    budget = _chars(msgs[:3]) + _chars(msgs[5:7]) + _chars(msgs[-1:])
+    assert trim_turns(msgs, budget, _chars) == msgs[:3] + msgs[5:7] + msgs[-1:]
+    # without the chain in the name, only the latest upload would have stayed
+    plain = msgs[:-1] + [HumanMessage("make it brighter")]
+    assert trim_turns(plain, budget, _chars) == plain[:1] + plain[5:7] + plain[-1:]
+
+
 def test_trimming_never_cuts_the_current_turn_and_keeps_everything_that_fits():
     msgs = _conversation()
     assert trim_turns(msgs, 10**6, _chars) == msgs
