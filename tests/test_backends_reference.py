@@ -317,6 +317,9 @@ def test_missing_weights_say_which_and_how(tmp_path, monkeypatch):
     assert f"hf download efe-tests/no-such-sam --local-dir {tmp_path}/efe-tests/no-such-sam" in why
     with pytest.raises(BackendUnavailable, match="no-such-sam"):
         sam.load()
+    # A folder that is not there is reported as a folder, not as a hub id to download.
+    ok, why = SamBackend(checkpoint=str(tmp_path / "my-sam")).availability()
+    assert not ok and why.startswith(f"no model folder at {tmp_path}/my-sam") and "hf download" not in why
     # A withdrawn repo is fetched from its mirror into the folder named after the original id.
     command = fetch_command("sd15", tmp_path)
     assert command.startswith(f"hf download stable-diffusion-v1-5/stable-diffusion-v1-5 --local-dir {tmp_path}/runwayml/")

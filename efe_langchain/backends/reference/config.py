@@ -129,8 +129,15 @@ def _is_model_folder(path: Path) -> bool:
     return path.is_dir() and ((path / "config.json").is_file() or (path / "model_index.json").is_file())
 
 
+def _looks_like_path(spec: str) -> bool:
+    """Hub ids are ``owner/name``; anything else with a path shape is a folder the user meant."""
+    return spec.startswith(("/", "./", "../", "~")) or spec.count("/") > 1 or "\\" in spec
+
+
 def _hub_ids(spec: str) -> list[str]:
     info = checkpoint_info(spec)
+    if info is None and _looks_like_path(spec):
+        return []
     ids = [info.hub_id, info.fetch_id] if info else [spec]
     return [i for i in ids if i and "/" in i]
 
@@ -188,6 +195,8 @@ def fetch_command(spec: str, model_dir_option: str | os.PathLike | None = None) 
 
 def missing_weights_message(spec: str, model_dir_option: str | os.PathLike | None = None) -> str:
     info = checkpoint_info(spec)
+    if info is None and _looks_like_path(str(spec)):
+        return f"no model folder at {spec} (a folder with config.json or model_index.json, as save_pretrained writes)"
     name = info.hub_id if info else spec
     root = model_dir(model_dir_option)
     where = f"{root}/{name}" if root is not None else "$EFE_MODEL_DIR (unset)"
