@@ -443,9 +443,19 @@ class ReActDecoder:
 
     def _constrained_step(self, prompt, tools: list[ToolChoice], image_paths, max_new_tokens: int) -> str:
         ids = self.encode_prompt(prompt) + self.encode_piece(THOUGHT_PREFIX)
-        if tools and self.choose(ids, [" Yes", " No"])[0] == 0:
-            return self._tool_call(ids, tools, image_paths, prompt)
-        return self._final_answer(ids, max_new_tokens)
+        if not tools:
+            return self._final_answer(ids, max_new_tokens)
+        # One pass decides both: the new part of the prompt, then " No" and every
+        # " Yes\nAction: <tool>\n" as a trie. Yes/No compares the first word only; the tool
+        # scores share the " Yes\nAction:" part, so their order is the order of the names alone.
+        yes, no, action = self.encode_piece(" Yes"), self.encode_piece(" No"), self.encode_piece("\nAction:")
+        names = [self.encode_piece(f" {t.name}\n") for t in tools]
+        scores = self.score(ids, [no] + [yes + action + n for n in names])
+        yes_no = self.score(ids, [yes, no])  # cached: no extra pass for one-token words
+        if yes_no[0] < yes_no[1]:
+            return self._final_answer(ids, max_new_tokens)
+        best = max(range(len(tools)), key=lambda i: scores[1 + i])
+        return self._tool_call(ids, tools, image_paths, prompt, chosen=best)
 
     def tool_call(self, prompt: str, tools: Sequence[ToolChoice], image_paths: Sequence[str] | None = None) -> str:
         """The constrained step given that a tool is used (evaluation asks "which tool, if one?")."""
@@ -465,13 +475,16 @@ class ReActDecoder:
         answer = "".join(self.iter_free(ids, stop=FINAL_ANSWER_STOPS, max_new_tokens=max_new_tokens, ban_first=("\n",)))
         return f"{THOUGHT_PREFIX} No\nAI: {answer.strip()}"
 
-    def _tool_call(self, ids: list[int], tools: list[ToolChoice], image_paths, prompt: str) -> str:
+    def _tool_call(self, ids: list[int], tools: list[ToolChoice], image_paths, prompt: str, chosen: int | None = None) -> str:
         if image_paths is None:
             image_paths = extract_image_paths(prompt)
         image_paths = list(dict.fromkeys(p for p in image_paths if p))
         ids += self.encode_piece(" Yes") + self.encode_piece("\nAction:")
-        which, toks = self.choose(ids, [f" {t.name}\n" for t in tools])
-        tool = tools[which]
+        if chosen is None:
+            chosen, toks = self.choose(ids, [f" {t.name}\n" for t in tools])
+        else:
+            toks = self.encode_piece(f" {tools[chosen].name}\n")
+        tool = tools[chosen]
         ids += toks + self.encode_piece("Action Input:")
         n_args = max(1, tool.n_args)
         args: list[str] = []

@@ -87,10 +87,17 @@ def test_step_is_a_tool_call_or_a_final_answer(tiny_models, smollm2_tokenizer):
     for model in tiny_models:
         dec = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=8)
         specs = load_tool_specs()[:8]
-        text = dec.step(_conversation(specs), [ToolChoice.from_tool(s) for s in specs], constrained=True, max_new_tokens=12)
+        tools = [ToolChoice.from_tool(s) for s in specs]
+        text = dec.step(_conversation(specs), tools, constrained=True, max_new_tokens=12)
         assert "Observation" not in text
         assert text.startswith("Thought: Do I need to use a tool? ")
-        assert isinstance(parse(text, [s.name for s in specs]), (ToolCall, FinalAnswer)), text
+        result = parse(text, [s.name for s in specs])
+        assert isinstance(result, (ToolCall, FinalAnswer)), text
+        if isinstance(result, ToolCall):
+            # The step decides Yes/No and the tool in one pass; the same call as deciding apart.
+            assert text == dec.tool_call(_conversation(specs), tools)
+        else:
+            assert text == dec.final_answer(_conversation(specs), max_new_tokens=12)
 
 
 def test_final_answer_is_well_formed(tiny_lm):
