@@ -288,6 +288,32 @@ def test_inpainting_on_the_sd_base_reuses_it(models, photo):
     assert loads_of("StableDiffusionPipeline") == 1 and inpaint.pipe.unet is text2image.pipe.unet
 
 
+def test_sd_relatives_share_byte_identical_text_encoder_and_vae(models, photo, tmp_path):
+    import shutil
+
+    text2image = StableDiffusionBackend(base=str(models["sd-base"]), steps=1)
+    instruct = InstructPix2PixBackend(checkpoint=str(models["sd-instruct"]), steps=1)
+    inpaint = InpaintingBackend(checkpoint=str(models["sd-inpaint"]), steps=1)
+    text2image.load(), instruct.load(), inpaint.load()
+    assert text2image.pipe.text_encoder is instruct.pipe.text_encoder is inpaint.pipe.text_encoder
+    assert text2image.pipe.vae is instruct.pipe.vae is inpaint.pipe.vae
+    assert loads_of("CLIPTextModel:text_encoder") == 1 and loads_of("AutoencoderKL:vae") == 1
+    assert text2image.pipe.unet is not instruct.pipe.unet  # each keeps its own UNet
+    # A checkpoint whose VAE differs by one weight gets its own VAE.
+    changed = tmp_path / "sd-changed-vae"
+    shutil.copytree(models["sd-base"], changed)
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(changed / "vae")
+    with torch.no_grad():
+        vae.decoder.conv_out.bias[0] += 1.0
+    vae.save_pretrained(changed / "vae")
+    other = StableDiffusionBackend(base=str(changed), steps=1)
+    other.load()
+    assert other.pipe.vae is not text2image.pipe.vae and other.pipe.text_encoder is text2image.pipe.text_encoder
+    assert other.text2image("a cat", seed=0).size == (64, 64)
+
+
 def test_other_dtype_or_device_is_another_load(models, photo):
     a = DptDepthBackend(checkpoint=str(models["dpt"]))
     b = DptDepthBackend(checkpoint=str(models["dpt"]), dtype="bfloat16")

@@ -3,7 +3,8 @@
 Text2Image, the eight ControlNets (canny, mlsd, hed, scribble, openpose, seg, depth, normal),
 InstructPix2Pix and inpainting (remove / replace). Every ControlNet pipeline is assembled from
 ONE cached SD 1.5 base (its UNet, VAE and text encoder) plus a small cached ControlNetModel, so
-eight conditions cost one base. Each backend owns its scheduler (schedulers keep per-run state)
+eight conditions cost one base; InstructPix2Pix and inpainting bring their own UNet but reuse the
+base's text encoder and VAE when their files are byte-identical (they are frozen in training). Each backend owns its scheduler (schedulers keep per-run state)
 and a lock, so two tools can share the modules without sharing a run.
 
 Generation takes a seed; the seed actually used (drawn at random when none is given, as GPT4Tools
@@ -23,7 +24,7 @@ from PIL import Image
 
 from efe_langchain.backends.reference.base import ReferenceBackend
 from efe_langchain.backends.reference.config import CONTROLNET_CONDITIONS
-from efe_langchain.backends.reference.shared import shared_model
+from efe_langchain.backends.reference.shared import shared_model, weights_digest
 
 __all__ = [
     "ControlNetBackend",
@@ -43,15 +44,49 @@ N_PROMPT = (
 CONDITION_ALIASES = {"line": "mlsd", "pose": "openpose", "segmentation": "seg", "edge": "canny", "sketch": "scribble"}
 
 
+# Parts every SD 1.x checkpoint GPT4Tools uses keeps frozen (InstructPix2Pix and inpainting train
+# only the UNet): loaded once per content when the files are byte-identical.
+SHAREABLE_PARTS = ("text_encoder", "vae")
+
+
+def _shared_parts(location: str, device: str, dtype: str) -> dict:
+    """Already-loaded (or now loaded, once) text encoder / VAE for a local pipeline folder."""
+    folder = Path(location)
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return {}  # a hub id being downloaded: nothing to compare yet
+    parts = {}
+    for name in SHAREABLE_PARTS:
+        entry = index.get(name)
+        digest = weights_digest(folder / name) if isinstance(entry, list) and entry[0] else None
+        if digest is None:
+            continue
+        library, class_name = entry
+
+        def load(sub=folder / name, library=library, class_name=class_name):
+            import importlib
+
+            from efe_langchain.backends.reference.devices import torch_dtype
+
+            cls = getattr(importlib.import_module(library), class_name)
+            return cls.from_pretrained(sub, dtype=torch_dtype(dtype)).to(device).eval()
+
+        parts[name] = shared_model(f"{class_name}:{name}", digest, device, dtype, load)
+    return parts
+
+
 def load_sd_pipeline(pipeline_class: str, location: str, device: str, dtype: str):
-    """A diffusers pipeline of ``pipeline_class`` loaded from ``location``, cached process-wide."""
+    """A diffusers pipeline of ``pipeline_class`` loaded from ``location``, cached process-wide;
+    its text encoder and VAE are shared with every other pipeline that has the same files."""
 
     def load():
         import diffusers
 
         from efe_langchain.backends.reference.devices import torch_dtype
 
-        pipe = getattr(diffusers, pipeline_class).from_pretrained(location, dtype=torch_dtype(dtype))
+        parts = _shared_parts(location, device, dtype)
+        pipe = getattr(diffusers, pipeline_class).from_pretrained(location, dtype=torch_dtype(dtype), **parts)
         return pipe.to(device)
 
     return shared_model(pipeline_class, location, device, dtype, load)

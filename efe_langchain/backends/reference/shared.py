@@ -8,11 +8,13 @@ instances) use it, and two tools placed on different devices get their own copie
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import Counter
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-__all__ = ["cache_key", "clear_cache", "load_counts", "loaded", "shared_model"]
+__all__ = ["cache_key", "clear_cache", "load_counts", "loaded", "shared_model", "weights_digest"]
 
 T = TypeVar("T")
 Key = tuple[str, str, str, str]
@@ -57,3 +59,36 @@ def clear_cache() -> None:
         _models.clear()
         _key_locks.clear()
         load_counts.clear()
+
+
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _digests:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(8 << 20), b""):
+                h.update(block)
+        _digests[key] = h.hexdigest()
+    return _digests[key]
+
+
+def weights_digest(folder: str | Path) -> str | None:
+    """sha256 over the weight files one model folder loads (None when it has none).
+
+    Two checkpoints that ship byte-identical weights for a part (SD 1.x fine-tunes keep the
+    frozen CLIP text encoder and the VAE) get the same digest, so that part is loaded once.
+    Hashing reads the files once per process (about a second for SD's VAE and text encoder).
+    """
+    from efe_langchain.backends.reference.memory import _weights_in
+
+    files = _weights_in(Path(folder))
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.name.encode() + b"\0" + _file_digest(path).encode())
+    return h.hexdigest()
