@@ -415,6 +415,14 @@ def test_memory_estimates_without_loading(models, tmp_path, monkeypatch):
     assert estimate_memory("ObjectSegmenting") < estimate_memory("Text2Box") + estimate_memory("Segmenting")
     assert placed["cuda:1"] == estimate_memory("Inpainting") + context
     assert estimate_placement("Text2Box_cpu") == {"cpu": estimate_memory("Text2Box", device="cpu")}
+    # SD relatives on one device share their byte-identical text encoder and VAE (as loaded).
+    for hub_id, key in (("runwayml/stable-diffusion-v1-5", "sd-base"), ("timbrooks/instruct-pix2pix", "sd-instruct")):
+        (tmp_path / hub_id).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / hub_id).symlink_to(models[key], target_is_directory=True)
+    shared_parts = count_parameters(models["sd-base"] / "text_encoder") + count_parameters(models["sd-base"] / "vae")
+    both = estimate_placement("Text2Image_cuda:0,InstructPix2Pix_cuda:0")["cuda:0"]
+    alone = estimate_memory("Text2Image") + estimate_memory("InstructPix2Pix") - memory.WORKING_BYTES["diffusers"]
+    assert both == alone - 2 * shared_parts + context
     assert shared.loaded() == []  # nothing was loaded to estimate
 
 

@@ -180,12 +180,38 @@ def _working_bytes(checkpoint: str) -> int:
     return WORKING_BYTES[_library(checkpoint)]
 
 
+def _shared_part_bytes(checkpoints: list[str], dtype: str, model_dir: str | None) -> int:
+    """Bytes counted twice for SD pipelines on disk that share byte-identical parts.
+
+    The loader keeps one text encoder / VAE per content digest (``diffusion.SHAREABLE_PARTS``);
+    files are only hashed when two or more pipeline folders are estimated together.
+    """
+    folders = [resolve_checkpoint(c, model_dir, allow_download=False) for c in checkpoints]
+    pipelines = [Path(f) for f in folders if f and (Path(f) / "model_index.json").is_file()]
+    if len(pipelines) < 2:
+        return 0
+    from efe_langchain.backends.reference.shared import weights_digest
+
+    seen: set[str] = set()
+    extra = 0
+    for folder in pipelines:
+        for part in ("text_encoder", "vae"):
+            digest = weights_digest(folder / part) if (folder / part).is_dir() else None
+            if digest is None:
+                continue
+            if digest in seen:
+                extra += _folder_params(folder / part) * BYTES_PER_PARAM[dtype]
+            seen.add(digest)
+    return extra
+
+
 def estimate_checkpoints(checkpoints: Iterable[str], dtype: str = "float16", model_dir: str | None = None) -> int:
     """Bytes for running several checkpoints together (keys, hub ids or folders), each counted once."""
     checkpoints = list(dict.fromkeys(checkpoints))
     if not checkpoints:
         return 0
     weights = sum(weight_bytes(c, dtype, model_dir) for c in checkpoints)
+    weights -= _shared_part_bytes(checkpoints, dtype, model_dir)
     # Models run one after another within a tool, so only the largest working set counts.
     working = max(_working_bytes(c) for c in checkpoints)
     return weights + working
