@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models.llms import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from efe_langchain.decoding import ReActDecoder, ToolChoice
 from efe_langchain.react import STOP_SEQUENCES
@@ -148,11 +148,14 @@ class LocalLLM(BaseLLM):
 
     _decoder: ReActDecoder = PrivateAttr()
 
-    def model_post_init(self, __context: Any) -> None:
+    @model_validator(mode="after")
+    def _build_decoder(self) -> "LocalLLM":
+        # A validator, not model_post_init: langchain-core's own model_post_init must keep running.
         if getattr(self.tokenizer, "pad_token_id", None) is None and self.tokenizer.eos_token is not None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.eval()
         self._decoder = ReActDecoder(self.model, self.tokenizer)
+        return self
 
     # ------------------------------------------------------------------ construction
     @classmethod
