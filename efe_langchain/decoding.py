@@ -47,6 +47,12 @@ class ToolChoice:
     n_args: int = 1
     takes_image: bool = True
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip() or "\n" in self.name:
+            raise ValueError(f"a tool name must be one non-empty line, not {self.name!r}")
+        if int(self.n_args) < 1:
+            raise ValueError(f"tool {self.name!r}: n_args must be at least 1, not {self.n_args!r}")
+
     @classmethod
     def from_tool(cls, tool) -> "ToolChoice":
         """From a ToolSpec, one of our tools (``gpt4tools_name``), or a ToolChoice."""
@@ -111,9 +117,25 @@ class ReActDecoder:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def context_length(self) -> int | None:
+        config = getattr(self.model, "config", None)
+        return getattr(config, "max_position_embeddings", None)
+
     def encode_prompt(self, text: str) -> list[int]:
         """The prompt as ``generate`` would see it (with the tokenizer's BOS where it adds one)."""
-        return list(self.tokenizer(text, add_special_tokens=True).input_ids)
+        if not isinstance(text, str):
+            raise TypeError(f"the prompt must be a str, not {type(text).__name__}")
+        ids = list(self.tokenizer(text, add_special_tokens=True).input_ids)
+        limit = self.context_length
+        if limit and len(ids) >= limit:
+            raise ValueError(
+                f"the prompt has {len(ids)} tokens but the model's context is {limit}; "
+                "trim the conversation history (the agent does this by token budget)"
+            )
+        if not ids:
+            raise ValueError("the prompt is empty")
+        return ids
 
     def encode_piece(self, text: str) -> list[int]:
         """Tokens of ``text`` appended mid-sequence (no BOS, no sentencepiece dummy space)."""

@@ -200,3 +200,18 @@ def test_prompt_lookup_drafts_keep_the_greedy_output(tiny_models, smollm2_tokeni
         tools = [ToolChoice.from_tool(s) for s in specs]
         assert drafted.tool_call(_conversation(specs), tools) == plain.tool_call(_conversation(specs), tools)
     assert fewer, "drafts were accepted at least once"
+
+
+def test_bad_input_is_a_clear_error(tiny_lm):
+    model, tok = tiny_lm
+    dec = ReActDecoder(model, tok)
+    with pytest.raises(ValueError, match="non-empty line"):
+        ToolChoice("")
+    with pytest.raises(ValueError, match="n_args"):
+        ToolChoice("Edge Detection On Image", n_args=0)
+    with pytest.raises(ValueError, match="context"):
+        dec.step("word " * 5000, [ToolChoice("Edge Detection On Image")])
+    with pytest.raises(ValueError, match="at least one listed tool"):
+        dec.tool_call("Human: hi\n", [])
+    # The decoder still works after refusing bad input.
+    assert dec.final_answer("Human: hi\nAI: hello\n", max_new_tokens=3).startswith("Thought: Do I need to use a tool? No\nAI:")
