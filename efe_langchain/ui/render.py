@@ -107,9 +107,9 @@ def draw_error(text: str) -> None:
 class LiveTurn:
     """The assistant's bubble for the turn being answered now.
 
-    Items arrive from :class:`~efe_langchain.ui.transcript.TranscriptBuilder` as the agent's
-    messages do: a new :class:`ToolStep` opens a running status, the same step completed fills
-    it in; an :class:`Answer` is written below.
+    Items arrive from :func:`~efe_langchain.ui.agent_setup.turn_items` as the agent's events do:
+    a new :class:`ToolStep` opens a running status, the same step completed fills it in; an
+    :class:`Answer` is written below.
     """
 
     def __init__(self, root: Path) -> None:

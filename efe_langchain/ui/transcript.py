@@ -1,8 +1,9 @@
 """A conversation as the user sees it, read from the agent's LangChain messages.
 
 The checkpointer stores the agent's messages; the page is redrawn from them on every Streamlit
-rerun, after a reload and after a server restart. A live turn is drawn from the same messages as
-they arrive, so what the user watched and what they find after a reload look the same.
+rerun, after a reload and after a server restart. A live turn is drawn from the agent's events as
+the same items (``agent_setup.turn_items``), so what the user watched and what they find after a
+reload look the same.
 
 * ``HumanMessage`` -> the user's text, or an upload when it is GPT4Tools' image turn;
 * ``AIMessage`` with ``tool_calls`` -> one :class:`ToolStep` per call, running until its
@@ -28,7 +29,6 @@ __all__ = [
     "ToolStep",
     "Answer",
     "Turn",
-    "TranscriptBuilder",
     "build_transcript",
     "format_tool_input",
     "workspace_images",
@@ -136,67 +136,6 @@ def format_tool_input(args: Any, react_text: str | None = None) -> str:
     return "" if args is None else str(args)
 
 
-class TranscriptBuilder:
-    """Feeds messages one at a time into turns; used for the saved history and a live turn.
-
-    ``display_names`` maps a tool's LangChain name to the name shown (its GPT4Tools name).
-    """
-
-    def __init__(self, workspace_root: str | Path | None, display_names: Mapping[str, str] | None = None) -> None:
-        self.root = workspace_root
-        self.names = dict(display_names or {})
-        self.turns: list[Turn] = []
-        self._steps: dict[str, ToolStep] = {}
-
-    def _assistant(self) -> Turn:
-        if not self.turns or self.turns[-1].role != "assistant":
-            self.turns.append(Turn("assistant"))
-        return self.turns[-1]
-
-    def add(self, message: BaseMessage) -> list[Item]:
-        """Add one message; returns the items it created or completed (for live drawing)."""
-        if isinstance(message, HumanMessage):
-            text = _text(message)
-            m = _UPLOAD_RE.match(text)
-            item: Item = Upload(m.group(1), m.group(2).strip()) if m else UserText(text)
-            self.turns.append(Turn("user", [item]))
-            return [item]
-        if isinstance(message, ToolMessage):
-            step = self._steps.get(message.tool_call_id)
-            if step is None:  # a result whose call we never saw: still worth showing
-                step = ToolStep(message.tool_call_id, self.names.get(message.name or "", message.name or "tool"), "")
-                self._assistant().items.append(step)
-            artifact = getattr(message, "artifact", None)
-            step.complete(
-                _text(message),
-                failed=getattr(message, "status", "success") == "error",
-                artifact=artifact if isinstance(artifact, Mapping) else None,
-                root=self.root,
-            )
-            return [step]
-        if isinstance(message, AIMessage):
-            turn = self._assistant()
-            created: list[Item] = []
-            text = _text(message).strip()
-            if message.tool_calls:
-                for call in message.tool_calls:
-                    step = ToolStep(
-                        call.get("id") or f"call_{len(self._steps)}",
-                        self.names.get(call["name"], call["name"]),
-                        format_tool_input(
-                            call.get("args"),
-                            (message.response_metadata or {}).get("react_text") if len(message.tool_calls) == 1 else None,
-                        ),
-                    )
-                    self._steps[step.call_id] = step
-                    created.append(step)
-            elif text:
-                created.append(Answer(text, workspace_images(text, self.root)))
-            turn.items.extend(created)
-            return created
-        return []  # system messages are not part of what the user sees
-
-
 def _artifact_path(artifact: Mapping | None) -> str:
     if isinstance(artifact, Mapping):
         path = artifact.get("path") or artifact.get("image_path")
@@ -209,7 +148,49 @@ def build_transcript(
     workspace_root: str | Path | None,
     display_names: Mapping[str, str] | None = None,
 ) -> list[Turn]:
-    builder = TranscriptBuilder(workspace_root, display_names)
+    """The conversation's messages as chat bubbles.
+
+    ``display_names`` maps a tool's LangChain name to the name shown (its GPT4Tools name).
+    """
+    names = dict(display_names or {})
+    turns: list[Turn] = []
+    steps: dict[str, ToolStep] = {}
+
+    def assistant() -> Turn:
+        if not turns or turns[-1].role != "assistant":
+            turns.append(Turn("assistant"))
+        return turns[-1]
+
     for message in messages:
-        builder.add(message)
-    return builder.turns
+        if isinstance(message, HumanMessage):
+            text = _text(message)
+            m = _UPLOAD_RE.match(text)
+            turns.append(Turn("user", [Upload(m.group(1), m.group(2).strip()) if m else UserText(text)]))
+        elif isinstance(message, ToolMessage):
+            step = steps.get(message.tool_call_id)
+            if step is None:  # a result whose call we never saw: still worth showing
+                step = ToolStep(message.tool_call_id, names.get(message.name or "", message.name or "tool"), "")
+                assistant().items.append(step)
+            artifact = getattr(message, "artifact", None)
+            step.complete(
+                _text(message),
+                failed=getattr(message, "status", "success") == "error",
+                artifact=artifact if isinstance(artifact, Mapping) else None,
+                root=workspace_root,
+            )
+        elif isinstance(message, AIMessage):
+            turn = assistant()
+            react_text = (message.response_metadata or {}).get("react_text")
+            for call in message.tool_calls:
+                step = ToolStep(
+                    call.get("id") or f"call_{len(steps)}",
+                    names.get(call["name"], call["name"]),
+                    format_tool_input(call.get("args"), react_text if len(message.tool_calls) == 1 else None),
+                )
+                steps[step.call_id] = step
+                turn.items.append(step)
+            text = _text(message).strip()
+            if text and not message.tool_calls:
+                turn.items.append(Answer(text, workspace_images(text, workspace_root)))
+        # system messages are not part of what the user sees
+    return turns
