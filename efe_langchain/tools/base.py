@@ -37,6 +37,7 @@ __all__ = [
 
 _SNAKE_RE = re.compile(r"[^a-z0-9]+")
 IMAGE_PATH_HELP = "path of an image in the workspace, e.g. image/1a2b3c4d.png"
+SEED_HELP = "random seed for a reproducible result (optional)"
 
 
 def snake_name(gpt4tools_name: str) -> str:
@@ -232,3 +233,18 @@ class EFETool(BaseTool):
         if source is not None:
             artifact["source"] = source
         return rel, artifact
+
+    def save_generated(
+        self, out: Image.Image, source: str | None, seed: int | None, size: tuple[int, int] | None = None
+    ) -> tuple[str, dict]:
+        """Save a generated image, resized to ``size`` if given, with the seed that made it.
+
+        Reference backends draw a seed when none is given and put the one used in
+        ``info["seed"]``; the artifact records it so that the result can be reproduced.
+        A backend that reports none (a deterministic one) keeps the seed that was asked for.
+        """
+        used = out.info.get("seed", seed)  # read before resizing: resize() drops info
+        if size is not None and out.size != tuple(size):
+            out = out.resize(size)
+        rel, artifact = self.save(out, source)
+        return rel, {**artifact, "seed": None if used is None else int(used)}

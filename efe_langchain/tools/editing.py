@@ -11,14 +11,11 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, Field
 
-from efe_langchain.tools.base import IMAGE_PATH_HELP, EFETool
+from efe_langchain.tools.base import IMAGE_PATH_HELP, SEED_HELP, EFETool
 from efe_langchain.tools.detection import nothing_found
 from efe_langchain.tools.segmentation import object_mask
 
 __all__ = ["InstructPix2Pix", "RemoveObject", "ReplaceObject", "InstructInput", "RemoveInput", "ReplaceInput"]
-
-SEED_HELP = "random seed for a reproducible result (optional)"
-
 
 class InstructInput(BaseModel):
     image_path: str = Field(description=IMAGE_PATH_HELP)
@@ -48,8 +45,8 @@ class InstructPix2Pix(EFETool):
     def _execute(self, image_path: str, text: str, seed: int | None = None) -> tuple[str, dict]:
         image = self.open(image_path)
         out = self.backend("instruct").instruct(image, text, seed)
-        rel, artifact = self.save(out.resize(image.size) if out.size != image.size else out, image_path)
-        return rel, {**artifact, "instruction": text, "seed": seed}
+        rel, artifact = self.save_generated(out, image_path, seed, image.size)
+        return rel, {**artifact, "instruction": text}
 
 
 def _inpaint_object(tool: EFETool, image_path: str, target: str, prompt: str, seed: int | None):
@@ -59,10 +56,8 @@ def _inpaint_object(tool: EFETool, image_path: str, target: str, prompt: str, se
         cap = "segment_object" if tool.has("segment_object") else "detect"
         return None, nothing_found(tool, cap, repr(target), image_path), {"source": image_path, "query": target}
     out = tool.backend("inpaint").inpaint(image, mask, prompt, seed)
-    if out.size != image.size:
-        out = out.resize(image.size)
-    rel, artifact = tool.save(out, image_path)
-    return rel, rel, {**artifact, "query": target, "boxes": boxes, "mask_fraction": round(float(np.mean(mask)), 4), "seed": seed}
+    rel, artifact = tool.save_generated(out, image_path, seed, image.size)
+    return rel, rel, {**artifact, "query": target, "boxes": boxes, "mask_fraction": round(float(np.mean(mask)), 4)}
 
 
 class RemoveObject(EFETool):

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from efe_langchain.tools.base import IMAGE_PATH_HELP, EFETool
+from efe_langchain.tools.base import SEED_HELP, EFETool
 
 __all__ = [
     "Text2Image",
@@ -22,9 +22,6 @@ __all__ = [
     "PromptInput",
     "ConditionInput",
 ]
-
-SEED_HELP = "random seed for a reproducible result (optional)"
-
 
 class PromptInput(BaseModel):
     text: str = Field(description="the text used to generate the image")
@@ -44,8 +41,8 @@ class Text2Image(EFETool):
 
     def _execute(self, text: str, seed: int | None = None) -> tuple[str, dict]:
         out = self.backend("text2image").text2image(text, seed)
-        rel, artifact = self.save(out, None)
-        return rel, {**artifact, "prompt": text, "seed": seed}
+        rel, artifact = self.save_generated(out, None, seed)
+        return rel, {**artifact, "prompt": text}
 
 
 class ControlNetTool(EFETool):
@@ -66,8 +63,8 @@ class ControlNetTool(EFETool):
     def _execute(self, image_path: str, text: str, seed: int | None = None) -> tuple[str, dict]:
         cond = self.open(image_path)
         out = self.backend("controlnet").controlnet(self.condition, cond, text, seed)
-        rel, artifact = self.save(out, image_path)
-        return rel, {**artifact, "prompt": text, "condition": self.condition, "seed": seed}
+        rel, artifact = self.save_generated(out, image_path, seed)
+        return rel, {**artifact, "prompt": text, "condition": self.condition}
 
 
 class CannyText2Image(ControlNetTool):
