@@ -1,7 +1,8 @@
 """Editing a photo: instructions (InstructPix2Pix), removing and replacing objects.
 
 Remove and replace are GPT4Tools' ImageEditing: find the object's mask (segment the given object),
-then inpaint it: with the prompt "background" to remove, with the new object to replace.
+widen it (20 px at 512 px, as GPT4Tools does), then inpaint it: with the prompt "background" to
+remove, with the new object to replace.
 """
 
 from __future__ import annotations
@@ -15,7 +16,18 @@ from efe_langchain.tools.base import IMAGE_PATH_HELP, SEED_HELP, EFETool
 from efe_langchain.tools.detection import nothing_found
 from efe_langchain.tools.segmentation import object_mask
 
-__all__ = ["InstructPix2Pix", "RemoveObject", "ReplaceObject", "InstructInput", "RemoveInput", "ReplaceInput"]
+__all__ = [
+    "InstructPix2Pix",
+    "ObjectInpainting",
+    "RemoveObject",
+    "ReplaceObject",
+    "InstructInput",
+    "RemoveInput",
+    "ReplaceInput",
+    "MASK_PADDING",
+    "pad_mask",
+    "padding_pixels",
+]
 
 class InstructInput(BaseModel):
     image_path: str = Field(description=IMAGE_PATH_HELP)
@@ -49,31 +61,64 @@ class InstructPix2Pix(EFETool):
         return rel, {**artifact, "instruction": text}
 
 
-def _inpaint_object(tool: EFETool, image_path: str, target: str, prompt: str, seed: int | None):
-    image = tool.open(image_path)
-    mask, boxes = object_mask(tool, image, target)
-    if not mask.any():
-        cap = "segment_object" if tool.has("segment_object") else "detect"
-        return None, nothing_found(tool, cap, repr(target), image_path), {"source": image_path, "query": target}
-    out = tool.backend("inpaint").inpaint(image, mask, prompt, seed)
-    rel, artifact = tool.save_generated(out, image_path, seed, image.size)
-    return rel, rel, {**artifact, "query": target, "boxes": boxes, "mask_fraction": round(float(np.mean(mask)), 4)}
+# GPT4Tools widens the object's mask by 20 px on its 512 px images (ImageEditing.pad_edge: every
+# pixel within 20 px, a square neighbourhood) before inpainting, so the object's outline and
+# shadow do not survive the fill. The width scales with the image: 20 px of 512 px.
+MASK_PADDING = 20
+PADDING_REFERENCE_SIDE = 512
 
 
-class RemoveObject(EFETool):
-    title: ClassVar[str] = "Remove Something From The Photo"
+def padding_pixels(padding: int, size: tuple[int, int]) -> int:
+    """``padding`` (pixels at GPT4Tools' 512 px) for an image of ``size``."""
+    if padding <= 0:
+        return 0
+    return max(1, round(padding * max(size) / PADDING_REFERENCE_SIDE))
+
+
+def pad_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Every pixel within ``pixels`` (Chebyshev distance) of the mask, as GPT4Tools' pad_edge."""
+    if pixels <= 0:
+        return np.asarray(mask, dtype=bool)
+    import cv2
+
+    kernel = np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)
+    return cv2.dilate(np.asarray(mask, dtype=np.uint8), kernel).astype(bool)
+
+
+class ObjectInpainting(EFETool):
+    """Find an object's mask (segment the given object), widen it, inpaint it with a prompt."""
+
     plans: ClassVar = (("segment_object", "inpaint"), ("detect", "segment_box", "inpaint"))
+    mask_padding: int = Field(
+        default=MASK_PADDING, ge=0, description="pixels the object mask is widened by, at 512 px (GPT4Tools: 20)"
+    )
+
+    def inpaint_object(self, image_path: str, target: str, prompt: str, seed: int | None) -> tuple[str, dict]:
+        image = self.open(image_path)
+        mask, boxes = object_mask(self, image, target)
+        if not mask.any():
+            cap = "segment_object" if self.has("segment_object") else "detect"
+            return nothing_found(self, cap, repr(target), image_path), {"source": image_path, "query": target}
+        pixels = padding_pixels(self.mask_padding, image.size)
+        padded = pad_mask(mask, pixels)
+        out = self.backend("inpaint").inpaint(image, padded, prompt, seed)
+        rel, artifact = self.save_generated(out, image_path, seed, image.size)
+        return rel, {**artifact, "query": target, "boxes": boxes, "mask_fraction": round(float(np.mean(mask)), 4),
+                     "mask_padding": pixels, "inpainted_fraction": round(float(np.mean(padded)), 4)}  # fmt: skip
+
+
+class RemoveObject(ObjectInpainting):
+    title: ClassVar[str] = "Remove Something From The Photo"
     args_schema: type[BaseModel] = RemoveInput
     output_tag: ClassVar[str] = "remove-something"
 
     def _execute(self, image_path: str, text: str, seed: int | None = None) -> tuple[str, dict]:
-        _, content, artifact = _inpaint_object(self, image_path, text, "background", seed)
+        content, artifact = self.inpaint_object(image_path, text, "background", seed)
         return content, {**artifact, "removed": text}
 
 
-class ReplaceObject(EFETool):
+class ReplaceObject(ObjectInpainting):
     title: ClassVar[str] = "Replace Something From The Photo"
-    plans: ClassVar = (("segment_object", "inpaint"), ("detect", "segment_box", "inpaint"))
     # Filling a hole from its surroundings (Telea) cannot draw the new object.
     needs_prompt: ClassVar[frozenset[str]] = frozenset({"inpaint"})
     args_schema: type[BaseModel] = ReplaceInput
@@ -82,5 +127,5 @@ class ReplaceObject(EFETool):
     def _execute(
         self, image_path: str, object_to_replace: str, replace_with: str, seed: int | None = None
     ) -> tuple[str, dict]:
-        _, content, artifact = _inpaint_object(self, image_path, object_to_replace, replace_with, seed)
+        content, artifact = self.inpaint_object(image_path, object_to_replace, replace_with, seed)
         return content, {**artifact, "replaced": object_to_replace, "replaced_with": replace_with}
