@@ -111,9 +111,14 @@ class LocalRunner:
                 )
             else:
                 outs = [self.llm.react_step(p, t, i, constrained=True) for p, t, i in zip(prompts, tools, images)]
-        for s in states:
+        outs = [_clean_step(o) for o in outs]
+        tok = getattr(self.llm, "tokenizer", None)
+        for s, prompt, out in zip(states, prompts, outs):
             s.usage["calls"] += 1
-        return [_clean_step(o) for o in outs]
+            if tok is not None:  # tokens processed, for throughput comparisons with API runs
+                s.usage["prompt_tokens"] += len(tok(prompt)["input_ids"])
+                s.usage["completion_tokens"] += len(tok(out)["input_ids"]) if out else 0
+        return outs
 
 
 class ReferenceRunner:

@@ -136,6 +136,8 @@ def test_constrained_rollout_on_a_chain_follows_the_protocol(tiny_llm, records):
     rollout(LocalRunner(tiny_llm, decoding="constrained", max_new_tokens=8), [state])
     listed = {t.name for t in prompt_tools(rec.instruction)}
     assert state.done and 1 <= state.usage["calls"] <= 3
+    # tokens processed are counted for local runs too (the prompt alone is several hundred)
+    assert state.usage["prompt_tokens"] > 300 * state.usage["calls"]
     for tool, tool_input, obs in state.steps:
         assert tool in listed
     # every tool call is followed by the reference's observation for that step, as the reference writes it
