@@ -271,3 +271,34 @@ def test_efe_tools_check_runs_the_tools(capsys):
     assert rows["QualityRating"]["check"]["output"].startswith("Quality of image/")
     assert main(["tools", "--check", "--load", "Image2Canny"]) == 0
     assert re.search(r"check: ran fine in [0-9.]+ s -> image/", capsys.readouterr().out)
+
+
+def test_efe_tools_memory_totals_per_device(capsys, tmp_path, monkeypatch):
+    reference = pytest.importorskip("efe_langchain.backends.reference")
+    from efe_langchain.cli import main
+
+    monkeypatch.setenv("EFE_MODEL_DIR", str(tmp_path))  # no weights: the published parameter counts
+    spec = "Text2Box_cuda:0,Segmenting_cuda:0,ObjectSegmenting_cuda:0,ImageEditing_cuda:1,Image2Canny"
+    assert main(["tools", "--json", "--memory", "--load", spec, "--device", "cuda:2"]) == 0
+    rows = {r["load_name"]: r for r in json.loads(capsys.readouterr().out)}
+    expected = reference.estimate_placement(
+        {"Text2Box": "cuda:0", "Segmenting": "cuda:0", "ObjectSegmenting": "cuda:0",
+         "ImageEditing.remove": "cuda:1", "ImageEditing.replace": "cuda:1"}  # fmt: skip
+    )
+    assert rows["Text2Box"]["device"] == "cuda:0" and rows["Text2Box"]["device_memory_total"] == expected["cuda:0"]
+    assert rows["ImageEditing.replace"]["device_memory_total"] == expected["cuda:1"]
+    # GroundingDINO and SAM are held once on cuda:0: less than the rows added up.
+    on_0 = [rows[n]["memory"] for n in ("Text2Box", "Segmenting", "ObjectSegmenting")]
+    assert max(on_0) < expected["cuda:0"] < sum(on_0)
+    # A name without _device goes on --device; an annotator needs no reference memory anywhere.
+    assert rows["Image2Canny"]["device"] == "cuda:2" and rows["Image2Canny"]["memory"] is None
+    assert rows["Image2Canny"]["device_memory_total"] is None
+
+    assert main(["tools", "--memory", "--load", spec]) == 0
+    out = capsys.readouterr().out
+    gib = {dev: f"{value / 2**30:.1f} GiB" for dev, value in expected.items()}
+    assert f"memory on cuda:0: {gib['cuda:0']} for Segmenting, Text2Box, ObjectSegmenting (shared models counted once)" in out
+    assert f"memory on cuda:1: {gib['cuda:1']} for ImageEditing.remove, ImageEditing.replace" in out
+    assert "memory on cpu" not in out  # Image2Canny went to cpu (the default) and needs none
+    row = out.split("Detect the Give Object", 1)[1].splitlines()[0]
+    assert f"[reference weights: {rows['Text2Box']['memory'] / 2**30:.1f} GiB on cuda:0]" in row

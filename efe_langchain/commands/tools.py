@@ -7,7 +7,7 @@ import importlib
 import json
 import sys
 
-__all__ = ["add_arguments", "run", "render_table", "memory_estimates", "check_tools"]
+__all__ = ["add_arguments", "run", "render_table", "memory_estimates", "memory_placement", "check_tools"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--load",
         default=None,
         metavar="SPEC",
-        help="only these tools, GPT4Tools style: Image2Canny_cpu,Text2Box_cuda:0 (names or load names)",
+        help="only these tools, GPT4Tools style: Image2Canny_cpu,Text2Box_cuda:0 (names or load names; "
+        "a name without _device goes on --device); with --memory, the total each device needs",
     )
     parser.add_argument("--available", action="store_true", help="only the tools that can run here")
     parser.add_argument(
@@ -89,21 +90,45 @@ def _test_picture():
         return img
 
 
-def memory_estimates(infos, device: str) -> dict | None:
-    """Estimates from ``efe_langchain.backends.reference.estimate_memory`` when it exists.
-
-    The reference backends own the numbers (they know their checkpoints); this command only
-    shows them. Returns None when that function is not there.
-    """
+def _reference_function(name: str):
+    """A function of ``efe_langchain.backends.reference`` (which owns the numbers: it knows
+    its checkpoints), or None when that package or function is not there."""
     try:
         module = importlib.import_module("efe_langchain.backends.reference")
     except ImportError:
         return None
-    estimate = getattr(module, "estimate_memory", None)
+    return getattr(module, name, None)
+
+
+def memory_estimates(infos, device: str | dict[str, str]) -> dict | None:
+    """Each row's estimate from ``estimate_memory`` on ``device`` (or on its own device, given
+    ``{name: device}``), keyed by the rows' names; None when the reference backends are absent."""
+    estimate = _reference_function("estimate_memory")
     if estimate is None:
         return None
-    result = estimate(infos, device=device)
-    return dict(result) if result is not None else {}
+    devices = device if isinstance(device, dict) else {i.name: device for i in infos}
+    out: dict = {}
+    for dev in dict.fromkeys(devices.values()):
+        result = estimate([i for i in infos if devices.get(i.name) == dev], device=dev)
+        out.update(result or {})
+    return out
+
+
+def memory_placement(placed, memory: dict | None) -> dict[str, int] | None:
+    """Bytes per device for ``[(tool class, device)]``, each shared model counted once
+    (``estimate_placement``); only tools with a reference estimate are placed, since the others
+    run on the CPU outside any GPU budget. None when the reference backends are absent."""
+    from efe_langchain.tools.base import snake_name
+
+    estimate = _reference_function("estimate_placement")
+    if estimate is None or memory is None:
+        return None
+    placement = {}
+    for cls, device in placed:
+        name = snake_name(cls.spec().name)
+        if memory.get(name) is not None:
+            placement[cls.spec_load_name()] = device
+    return dict(estimate(placement)) if placement else {}
 
 
 def _short(text: str, limit: int = 110) -> str:
@@ -121,7 +146,16 @@ def _mark(ok: bool) -> str:
     return "yes" if ok else "no "
 
 
-def render_table(infos, memory: dict | None = None, device: str = "cuda", checks: dict | None = None) -> str:
+def render_table(
+    infos,
+    memory: dict | None = None,
+    device: str | dict[str, str] = "cuda",
+    checks: dict | None = None,
+    totals: dict[str, int] | None = None,
+) -> str:
+    """The listing; ``device`` is one device for every row or ``{name: device}``; ``totals`` the
+    memory each device needs for the rows together (shared models once)."""
+    devices = device if isinstance(device, dict) else {}
     lines = []
     name_w = max(len(i.gpt4tools_name) for i in infos) if infos else 10
     load_w = max(len(i.load_name) for i in infos) if infos else 10
@@ -130,7 +164,8 @@ def render_table(infos, memory: dict | None = None, device: str = "cuda", checks
         mem = ""
         if memory is not None:
             value = memory.get(info.name, memory.get(info.gpt4tools_name))
-            mem = f"  [reference weights: {_size(value)} on {device}]" if value is not None else ""
+            on = devices.get(info.name, device)
+            mem = f"  [reference weights: {_size(value)} on {on}]" if value is not None else ""
         lines.append(f"{_mark(info.available):4s}  {info.gpt4tools_name:{name_w}s}  {info.load_name:{load_w}s}  {info.name}{mem}")
         check = (checks or {}).get(info.name)
         if check is not None:
@@ -146,22 +181,39 @@ def render_table(infos, memory: dict | None = None, device: str = "cuda", checks
     n_ok = sum(i.available for i in infos)
     lines.append("")
     lines.append(f"{n_ok} of {len(infos)} tools can run here.  * chosen backend, + can run, - cannot run (why)")
+    if totals is not None:
+        lines.append("")
+        if not totals:
+            lines.append("memory per device: none of these tools runs on a reference model")
+        for dev, value in totals.items():
+            names = [i.load_name for i in infos if devices.get(i.name) == dev and (memory or {}).get(i.name) is not None]
+            lines.append(f"memory on {dev}: {_size(value)} for {', '.join(names)} (shared models counted once)")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
+    from efe_langchain.tools.base import snake_name
     from efe_langchain.tools.registry import list_tools, parse_spec
 
     prefer = [p.strip() for p in args.prefer.split(",") if p.strip()] if args.prefer else None
     infos = list_tools(device=args.device, prefer=prefer)
+    placed = None
     if args.load:
-        wanted = {cls.spec().name for cls, _ in parse_spec(args.load)}
+        placed = parse_spec(args.load, default_device=args.device)
+        wanted = {cls.spec().name for cls, _ in placed}
         infos = [i for i in infos if i.gpt4tools_name in wanted]
     if args.available:
         infos = [i for i in infos if i.available]
-    memory = None
+    devices: str | dict[str, str] = args.device
+    if placed is not None:
+        kept = {i.name for i in infos}
+        placed = [(cls, dev) for cls, dev in placed if snake_name(cls.spec().name) in kept]
+        devices = {snake_name(cls.spec().name): dev for cls, dev in placed}
+    memory = totals = None
     if args.memory:
-        memory = memory_estimates(infos, args.device)
+        memory = memory_estimates(infos, devices)
+        if placed is not None:
+            totals = memory_placement(placed, memory)
         if memory is None:
             print(
                 "note: GPU memory estimates come with the reference backends "
@@ -175,11 +227,16 @@ def run(args: argparse.Namespace) -> int:
             row = info.to_dict()
             if memory is not None:
                 row["memory"] = memory.get(info.name, memory.get(info.gpt4tools_name))
+            if placed is not None:
+                row["device"] = devices[info.name]
+            if totals is not None:
+                # The device's total for the whole --load, repeated per row: the output stays a list.
+                row["device_memory_total"] = totals.get(row["device"])
             if checks is not None:
                 row["check"] = checks.get(info.name)
             rows.append(row)
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        print(render_table(infos, memory, args.device, checks))
+        print(render_table(infos, memory, devices, checks, totals))
     # A check that failed is worth a non-zero exit: scripts and CI can rely on it.
     return 1 if checks and not all(c["ok"] for c in checks.values()) else 0

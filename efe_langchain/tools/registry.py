@@ -385,11 +385,12 @@ def _index() -> dict[str, list[type[EFETool]]]:
     return index
 
 
-def parse_spec(spec: str | Iterable[str]) -> list[tuple[type[EFETool], str]]:
+def parse_spec(spec: str | Iterable[str], default_device: str = "cpu") -> list[tuple[type[EFETool], str]]:
     """``"Image2Canny_cpu,Text2Box_cuda:0"`` or a list of names -> ``[(tool class, device)]``.
 
     A name is a GPT4Tools ``--load`` class (``ImageEditing`` gives remove and replace), a
-    GPT4Tools tool name, a snake_case tool name or a tool class name; ``_device`` is optional.
+    GPT4Tools tool name, a snake_case tool name or a tool class name; ``_device`` is optional
+    (``default_device`` when absent).
     """
     items = [s for s in (spec.split(",") if isinstance(spec, str) else spec)]
     index = _index()
@@ -398,7 +399,7 @@ def parse_spec(spec: str | Iterable[str]) -> list[tuple[type[EFETool], str]]:
         item = str(raw).strip()
         if not item:
             continue
-        name, device = item, "cpu"
+        name, device = item, default_device
         head, sep, tail = item.rpartition("_")
         if sep and _DEVICE_RE.match(tail):
             name, device = head, tail
