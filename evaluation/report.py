@@ -79,8 +79,11 @@ def bar_chart(runs: Sequence[tuple[str, dict]], path: str | Path) -> Path:
     return path
 
 
-def write_report(out: str | Path, runs: Sequence[tuple[str, dict]]) -> Path:
-    """``report.md`` and ``report.png`` in ``out``; returns the Markdown path."""
+def write_report(out: str | Path, runs: Sequence[tuple[str, dict]], failed: Sequence[tuple[str, str]] = ()) -> Path:
+    """``report.md`` and ``report.png`` in ``out``; returns the Markdown path.
+
+    ``failed``: (label, error) of models that produced nothing (no key, weights missing).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     md = ["# Evaluation report", ""]
@@ -89,7 +92,7 @@ def write_report(out: str | Path, runs: Sequence[tuple[str, dict]]) -> Path:
         md += [f"Annotations: `{first.get('annotations', '')}`; scorer: GPT4Tools ({first.get('scorer', 'spec')}) "
                "plus strict SR. All numbers in percent.", ""]
         md += [markdown_table(runs), "", "## Per tool", "", per_tool_table(runs), ""]
-        errors = [(label, m["error"]) for label, m in runs if m.get("error")]
+        errors = [(label, m["error"]) for label, m in runs if m.get("error")] + list(failed)
         if errors:
             md += ["## Errors (finished records are kept; rerun to resume)", ""]
             md += [f"- **{label}**: {err}" for label, err in errors] + [""]
@@ -97,6 +100,7 @@ def write_report(out: str | Path, runs: Sequence[tuple[str, dict]]) -> Path:
         md += ["![metrics](report.png)", ""]
     else:
         md += ["No run produced metrics.", ""]
+        md += [f"- **{label}**: {err}" for label, err in failed] + ([""] if failed else [])
     path = out / "report.md"
     path.write_text("\n".join(md), encoding="utf-8")
     return path

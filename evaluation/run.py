@@ -433,5 +433,9 @@ def run_evaluation(
             _atomic_json(folder / "metrics.json", metrics)
             results.append(RunResult(label, folder, metrics, error))
     if rank == 0:
-        write_report(out, [(r.label, r.metrics) for r in results if r.metrics])
+        write_report(
+            out,
+            [(r.label, r.metrics) for r in results if r.metrics],
+            [(r.label, r.error) for r in results if r.error and not r.metrics],
+        )
     return results
