@@ -125,7 +125,8 @@ def evaluate_splits(llm, splits: Sequence[str], out: str | Path, decodings: Sequ
         for dec in decodings:
             folder = out / f"{label}@{dec}" / name
             t0 = time.perf_counter()
-            res = evaluate_runner(LocalRunner(llm, decoding=dec, batch_size=batch_size), records, folder, progress=False)
+            runner = LocalRunner(llm, decoding=dec, batch_size=batch_size, max_new_tokens=llm.max_new_tokens)
+            res = evaluate_runner(runner, records, folder, progress=True, desc=f"{label}@{dec} {name}")
             metrics = score_predictions(records, {k: v["output"] for k, v in res["predictions"].items()})
             metrics["elapsed_s"] = round(time.perf_counter() - t0, 1)
             (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -144,10 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decoding", choices=["free", "constrained", "both"], default="both")
     p.add_argument("--limit", type=int, default=None, help="first N records of each split")
     p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--max_new_tokens", type=int, default=128)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     a = p.parse_args(argv)
     llm = load_bare_llm(a.base, a.adapter, a.device, a.dtype)
+    llm.max_new_tokens = a.max_new_tokens
     decs = ["free", "constrained"] if a.decoding == "both" else [a.decoding]
     label = a.label or ("adapter" if a.adapter else "base")
     res = evaluate_splits(llm, a.split, a.out, decs, label, a.limit, a.batch_size)

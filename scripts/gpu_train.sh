@@ -89,6 +89,32 @@ eval)
     --out "$W/eval" --decoding ${BASE_DECODING:-free} --limit ${EVAL_LIMIT:-200} --batch_size 64 2>&1 | grep "^\[" | tee "$OUT/eval_base.log"
   cp "$W"/eval/summary_*.json "$OUT/" 2>/dev/null
   ;;
+g1)  # GGUF in three parts when an adapter (.carry_ad) must travel too: carry .carry_g1 .carry_ad .whl_efe
+  cp .carry_g1/g_00 "$W/" && mkdir -p "$W/ad" && cp .carry_ad/* "$W/ad/" && echo "$W/ad" > "$W/adapter_path" && ls -la "$W" "$W/ad"
+  ;;
+g2)  # within 30 s of g1: carry .carry_g2
+  cp .carry_g2/g_01 "$W/" && ls -la "$W"
+  ;;
+g3)  # within 30 s of g2: carry .carry_g3 .whl_efe; join, check, evaluate adapter and base
+  cp .carry_g3/g_02 "$W/"
+  cat "$W/g_00" "$W/g_01" "$W/g_02" > "$GGUF"
+  echo "$SHA  $GGUF" | sha256sum -c - || exit 4
+  setup_python
+  A=$(cat "$W/adapter_path")
+  S="evaluation/data/val_handwritten.json evaluation/data/test_unseen.json evaluation/data/val_generated.json"
+  stage() {  # timeout args...: one evaluation, then everything so far is packed into $OUT
+    local t=$1; shift
+    timeout "$t" python3 -m efe_langchain.finetune.adapter_eval --base "$GGUF" --split $S --out "$W/eval" "$@" \
+      >> "$OUT/eval_full.log" 2>&1
+    grep -a -E "^\[(adapter|base)\]" "$OUT/eval_full.log" > "$OUT/eval.log"
+    tar czf "$OUT/eval.tgz" -C "$W" eval 2>/dev/null
+  }
+  stage ${T1:-130} --adapter "$A" --label adapter --decoding constrained --limit ${CLIMIT:-150}
+  stage ${T2:-90} --adapter "$A" --label adapter --decoding free --batch_size 64
+  stage ${T3:-60} --label base --decoding constrained --limit ${BLIMIT:-100}
+  stage ${T4:-50} --label base --decoding free --batch_size 64 --limit ${BLIMIT:-100} --max_new_tokens 64
+  cat "$OUT/eval.log"
+  ;;
 bench)
   setup_python
   python3 benchmarks/bench_train.py --base_model "$GGUF" --data "$W/train.json" --out "$OUT/bench_train.json" ${BENCH_ARGS:-}
