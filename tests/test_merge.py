@@ -60,3 +60,23 @@ def test_merge_refuses_a_folder_that_is_not_an_adapter(base_and_adapter, capsys)
     assert cli.main(["merge", str(root / "base"), str(root / "base"), str(root / "x")]) == 2
     assert "not a PEFT adapter folder" in capsys.readouterr().err
     assert not (root / "x").exists()
+
+
+@pytest.mark.slow
+def test_merge_onto_the_embedded_gguf_base(tmp_path, capsys):
+    """A GGUF base is dequantized, merged and saved as a plain transformers folder."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from efe_langchain.embedded import embedded_model_dir, smollm2_gguf_path
+
+    model = AutoModelForCausalLM.from_pretrained(str(embedded_model_dir()))
+    torch.manual_seed(0)
+    get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False)).save_pretrained(tmp_path / "adapter")
+    gguf = smollm2_gguf_path()
+    args = ["merge", str(gguf.parent), str(tmp_path / "adapter"), str(tmp_path / "out"), "--gguf-file", gguf.name]
+    assert cli.main(args) == 0
+    assert "check passed" in capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "efe_merge.json").read_text())
+    assert report["gguf_file"] == gguf.name and report["max_logit_diff_reloaded"] < 1e-3
+    assert (tmp_path / "out" / "model.safetensors").is_file()

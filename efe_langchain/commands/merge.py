@@ -69,6 +69,12 @@ def merge(
     except OSError as e:
         raise FileNotFoundError(f"cannot load base model {base!r}: {e}") from e
     model.eval()
+    if gguf_file:
+        # transformers dequantizes GGUF weights on load but still marks the model "gguf" and
+        # refuses to save it; the weights are plain tensors of `dtype` now.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     log(f"loading adapter {adapter} ...")
     try:
         peft_model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
