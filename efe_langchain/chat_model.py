@@ -60,6 +60,8 @@ class ReactTool:
     field_types: tuple[str, ...]  # JSON-schema type of each field ("string", "integer", ...)
     n_args: int
     takes_image: bool
+    # Fields the schema requires (None: all of them); optional ones such as a seed are not.
+    required: tuple[str, ...] | None = None
 
     @property
     def gpt4tools_name(self) -> str:  # lets react.render_prompt read a ReactTool like our tools
@@ -81,7 +83,12 @@ class ReactTool:
         """The inverse, for rendering a tool call that did not come from our own ReAct text."""
         if not self.fields:
             return ""
-        return ", ".join(_as_text(args[f]) for f in self.fields if f in args)
+        required = self.required_fields
+        return ", ".join(_as_text(args[f]) for f in self.fields if f in args and (f in required or args[f] is not None))
+
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        return self.fields if self.required is None else self.required
 
 
 def _as_text(value: Any) -> str:
@@ -134,11 +141,17 @@ def to_react_tool(tool: Any) -> ReactTool:
             field_types=tuple(meta["field_types"]),
             n_args=int(meta["n_args"]),
             takes_image=bool(meta["takes_image"]),
+            required=tuple(meta["required"]) if meta.get("required") is not None else None,
         )
     spec = convert_to_openai_tool(tool)["function"]
-    props = (spec.get("parameters") or {}).get("properties") or {}
+    parameters = spec.get("parameters") or {}
+    props = parameters.get("properties") or {}
     fields = tuple(props)
-    field_types = tuple(str(p.get("type", "string")) for p in props.values())
+    field_types = tuple(_json_type(p) for p in props.values())
+    # A schema that lists no "required" keeps every field required (as before); one that does
+    # (pydantic always does) leaves optional fields such as a seed out of the ReAct input.
+    listed = parameters.get("required")
+    required = tuple(f for f in fields if f in listed) if listed is not None else None
     react_name = getattr(tool, "gpt4tools_name", None)
     if react_name:
         # One of ours: the description is GPT4Tools' verbatim text, the arg count is declared.
@@ -146,8 +159,9 @@ def to_react_tool(tool: Any) -> ReactTool:
         n_args = int(getattr(tool, "n_args", None) or max(len(fields), 1))
     else:
         react_name = spec["name"]
-        description = _describe(spec.get("description", ""), fields)
-        n_args = max(len(fields), 1)
+        needed = fields if required is None else required
+        description = _describe(spec.get("description", ""), needed)
+        n_args = max(len(needed), 1)
     takes_image = getattr(tool, "takes_image", None)
     if takes_image is None:
         takes_image = "image_path" in description or (bool(fields) and fields[0] in ("image_path", "image"))
@@ -159,7 +173,16 @@ def to_react_tool(tool: Any) -> ReactTool:
         field_types=field_types,
         n_args=n_args,
         takes_image=bool(takes_image),
+        required=required,
     )
+
+
+def _json_type(prop: dict) -> str:
+    """A property's JSON type; ``Optional[int]`` comes as ``anyOf: [integer, null]``."""
+    if "type" in prop:
+        return str(prop["type"])
+    types = [str(p.get("type")) for p in prop.get("anyOf") or () if p.get("type") not in (None, "null")]
+    return types[0] if len(types) == 1 else "string"
 
 
 def _tool_dict(tool: ReactTool) -> dict[str, Any]:
@@ -172,7 +195,7 @@ def _tool_dict(tool: ReactTool) -> dict[str, Any]:
             "parameters": {
                 "type": "object",
                 "properties": {f: {"type": t} for f, t in zip(tool.fields, tool.field_types)},
-                "required": list(tool.fields),
+                "required": list(tool.required_fields),
             },
         },
         _META_KEY: {
@@ -183,6 +206,7 @@ def _tool_dict(tool: ReactTool) -> dict[str, Any]:
             "field_types": list(tool.field_types),
             "n_args": tool.n_args,
             "takes_image": tool.takes_image,
+            "required": None if tool.required is None else list(tool.required),
         },
     }
 

@@ -282,3 +282,46 @@ def test_a_tool_without_arguments_gets_none():
     out = ChatEFE(llm=fake("Thought: Do I need to use a tool? Yes\nAction: what_time_is_it\nAction Input: now")).bind_tools([what_time_is_it]).invoke("time?")
     assert out.tool_calls[0]["args"] == {}
     assert what_time_is_it.invoke(out.tool_calls[0]["args"]) == "noon"
+
+
+class PromptSeedInput(BaseModel):
+    text: str = Field(description="the prompt")
+    seed: int | None = Field(default=None, description="random seed (optional)")
+
+
+class Text2ImageTool(BaseTool):
+    """Shaped like our generation tools: one GPT4Tools argument plus an optional seed."""
+
+    name: str = "generate_image_from_user_input_text"
+    gpt4tools_name: str = "Generate Image From User Input Text"
+    description: str = "useful when you want to generate an image from a user input text."
+    n_args: int = 1
+    args_schema: type[BaseModel] = PromptSeedInput
+
+    def _run(self, text: str, seed: int | None = None) -> str:
+        return f"image for {text} (seed {seed})"
+
+
+def test_optional_fields_are_not_required():
+    @tool
+    def draw(prompt: str, seed: int | None = None) -> str:
+        """Draw a picture."""
+        return prompt
+
+    for t in (Text2ImageTool(), draw):
+        bound = ChatEFE(llm=fake("Thought: Do I need to use a tool? No\nAI: ok")).bind_tools([t])
+        [rendered] = bound.kwargs["tools"]
+        params = rendered["function"]["parameters"]
+        first = next(iter(params["properties"]))
+        assert params["required"] == [first], params
+        assert params["properties"]["seed"] == {"type": "integer"}
+        rt = to_react_tool(rendered)  # the dict bind_tools keeps reads back the same way
+        assert rt.n_args == 1 and rt.required == (first,)
+        # A call whose optional seed is unset renders as the required input alone.
+        assert rt.input_from_args({first: "a cat", "seed": None}) == "a cat"
+        assert rt.input_from_args({first: "a cat", "seed": 7}) == "a cat, 7"
+    # A plain tool is asked for its required input only, and one input is a valid call.
+    rt = to_react_tool(draw)
+    assert "seed" not in rt.description and rt.args_from_input("a red car, at night") == {"prompt": "a red car, at night"}
+    out = ChatEFE(llm=fake("Thought: Do I need to use a tool? Yes\nAction: draw\nAction Input: a cat")).bind_tools([draw]).invoke("draw a cat")
+    assert out.tool_calls[0]["args"] == {"prompt": "a cat"}
