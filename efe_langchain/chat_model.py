@@ -153,7 +153,12 @@ def to_react_tool(tool: Any) -> ReactTool:
     listed = parameters.get("required")
     required = tuple(f for f in fields if f in listed) if listed is not None else None
     react_name = getattr(tool, "gpt4tools_name", None)
-    if react_name:
+    known = None if react_name else _gpt4tools_spec_for(spec["name"])
+    if known is not None:
+        # A GPT4Tools tool by its snake_case name (e.g. over the OpenAI-compatible server): the
+        # prompt shows the name and words the model was trained on.
+        react_name, description, n_args = known.name, known.description, known.n_args
+    elif react_name:
         # One of ours: the description is GPT4Tools' verbatim text, the arg count is declared.
         description = _one_line(getattr(tool, "gpt4tools_description", None) or spec.get("description", ""))
         n_args = int(getattr(tool, "n_args", None) or max(len(fields), 1))
@@ -183,6 +188,17 @@ def _json_type(prop: dict) -> str:
         return str(prop["type"])
     types = [str(p.get("type")) for p in prop.get("anyOf") or () if p.get("type") not in (None, "null")]
     return types[0] if len(types) == 1 else "string"
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def _gpt4tools_spec_for(name: str):
+    """The GPT4Tools spec whose snake_case name is ``name`` (``edge_detection_on_image``), if any."""
+    from efe_langchain.prompts import load_tool_specs
+
+    return next((s for s in load_tool_specs() if _snake(s.name) == name), None)
 
 
 def _tool_dict(tool: ReactTool) -> dict[str, Any]:

@@ -325,3 +325,15 @@ def test_optional_fields_are_not_required():
     assert "seed" not in rt.description and rt.args_from_input("a red car, at night") == {"prompt": "a red car, at night"}
     out = ChatEFE(llm=fake("Thought: Do I need to use a tool? Yes\nAction: draw\nAction Input: a cat")).bind_tools([draw]).invoke("draw a cat")
     assert out.tool_calls[0]["args"] == {"prompt": "a cat"}
+
+
+def test_a_gpt4tools_tool_given_by_its_snake_name_shows_its_trained_name_and_words():
+    schema = {"type": "function", "function": {"name": "instruct_image_using_text", "description": "edit",
+              "parameters": {"type": "object", "properties": {"image_path": {"type": "string"}, "text": {"type": "string"}}}}}
+    rt = to_react_tool(schema)
+    assert (rt.name, rt.react_name, rt.description, rt.n_args) == ("instruct_image_using_text", INSTRUCT.name, INSTRUCT.description, 2)
+    out = ChatEFE(llm=fake(
+        "Thought: Do I need to use a tool? Yes\nAction: Instruct Image Using Text\nAction Input: image/a.png, make it snowy"
+    )).bind_tools([schema]).invoke("make image/a.png snowy")
+    assert out.tool_calls[0]["name"] == "instruct_image_using_text"
+    assert out.tool_calls[0]["args"] == {"image_path": "image/a.png", "text": "make it snowy"}
