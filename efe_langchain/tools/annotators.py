@@ -28,6 +28,13 @@ class AnnotatorTool(EFETool):
     args_schema: type[BaseModel] = ImageInput
     empty_means: ClassVar[str] = "nothing was found"
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # One capability, one plan: an annotator runs on whichever backend serves it.
+        if cls.capability and "plans" not in vars(cls):
+            cls.plans = ((cls.capability,),)
+
     def _execute(self, image_path: str) -> tuple[str, dict]:
         image = self.open(image_path)
         out = getattr(self.backend(self.capability), self.capability)(image)
@@ -46,7 +53,6 @@ class Image2Canny(AnnotatorTool):
     title: ClassVar[str] = "Edge Detection On Image"
     capability: ClassVar[str] = "edges"
     empty_means: ClassVar[str] = "no edges were found"
-    plans: ClassVar = (("edges",),)
     output_tag: ClassVar[str] = "edge"
 
 
@@ -54,21 +60,18 @@ class Image2Line(AnnotatorTool):
     title: ClassVar[str] = "Line Detection On Image"
     capability: ClassVar[str] = "lines"
     empty_means: ClassVar[str] = "no straight lines were found"
-    plans: ClassVar = (("lines",),)
     output_tag: ClassVar[str] = "line-of"
 
 
 class Image2Hed(AnnotatorTool):
     title: ClassVar[str] = "Hed Detection On Image"
     capability: ClassVar[str] = "hed"
-    plans: ClassVar = (("hed",),)
     output_tag: ClassVar[str] = "hed-boundary"
 
 
 class Image2Scribble(AnnotatorTool):
     title: ClassVar[str] = "Sketch Detection On Image"
     capability: ClassVar[str] = "scribble"
-    plans: ClassVar = (("scribble",),)
     output_tag: ClassVar[str] = "scribble"
 
 
@@ -76,19 +79,16 @@ class Image2Pose(AnnotatorTool):
     title: ClassVar[str] = "Pose Detection On Image"
     capability: ClassVar[str] = "pose"
     empty_means: ClassVar[str] = "no person was found"
-    plans: ClassVar = (("pose",),)
     output_tag: ClassVar[str] = "human-pose"
 
 
 class Image2Depth(AnnotatorTool):
     title: ClassVar[str] = "Predict Depth On Image"
     capability: ClassVar[str] = "depth"
-    plans: ClassVar = (("depth",),)
     output_tag: ClassVar[str] = "depth"
 
 
 class Image2Normal(AnnotatorTool):
     title: ClassVar[str] = "Predict Normal Map On Image"
     capability: ClassVar[str] = "normal"
-    plans: ClassVar = (("normal",),)
     output_tag: ClassVar[str] = "normal-map"

@@ -148,8 +148,7 @@ class EFETool(BaseTool):
         kwargs.pop("run_manager", None)
         if args:
             # A plain string input arrives positionally; name it after the schema's first field.
-            fields = list(self.args_schema.model_fields) if isinstance(self.args_schema, type) else []
-            kwargs = {**dict(zip(fields, args)), **kwargs}
+            kwargs = {**dict(zip(self._fields(), args)), **kwargs}
         try:
             content, artifact = self._execute(**kwargs)
         except ToolException:
@@ -170,13 +169,16 @@ class EFETool(BaseTool):
         artifact.setdefault("backends", self.backend_labels())
         return content, artifact
 
+    def _fields(self) -> dict[str, Any]:
+        """The argument schema's fields, in order (none for a schema given as a dict)."""
+        return dict(self.args_schema.model_fields) if isinstance(self.args_schema, type) else {}
+
     def _execute(self, **kwargs: Any) -> tuple[str, dict]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def run_react(self, tool_input: str) -> str:
         """Run from a GPT4Tools ``Action Input`` string: comma-separated, the last part keeps commas."""
-        fields = list(self.args_schema.model_fields) if isinstance(self.args_schema, type) else []
-        required = [f for f in fields if self.args_schema.model_fields[f].is_required()]
+        required = [f for f, info in self._fields().items() if info.is_required()]
         n = self.n_args
         tool_input = tool_input or ""
         if n == 1 and required == ["image_path"] and "," in tool_input:

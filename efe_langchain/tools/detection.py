@@ -10,12 +10,32 @@ from pydantic import BaseModel, Field
 from efe_langchain.tools.base import IMAGE_PATH_HELP, EFETool, ImageInput, ToolException
 from efe_langchain.tools.drawing import draw_boxes
 
-__all__ = ["Text2Box", "FaceFinding", "ObjectCropping", "ObjectInput", "find_boxes", "nothing_found"]
+__all__ = [
+    "Text2Box",
+    "FaceFinding",
+    "ObjectCropping",
+    "ObjectInput",
+    "find_boxes",
+    "json_box",
+    "json_score",
+    "nothing_found",
+    "query_not_found",
+]
 
 
 class ObjectInput(BaseModel):
     image_path: str = Field(description=IMAGE_PATH_HELP)
     text: str = Field(description="the text description of the object to be found")
+
+
+def json_box(box) -> list[float]:
+    """Box coordinates as plain floats to 0.1 px (artifacts are JSON)."""
+    return [round(float(v), 1) for v in box]
+
+
+def json_score(item: dict) -> float:
+    """A detection's score as a plain float to 4 places (1.0 when the backend gives none)."""
+    return round(float(item.get("score", 1.0)), 4)
 
 
 def find_boxes(tool: EFETool, image: Image.Image, text: str) -> list[dict]:
@@ -30,8 +50,7 @@ def find_boxes(tool: EFETool, image: Image.Image, text: str) -> list[dict]:
         box = [max(0.0, min(x0, x1)), max(0.0, min(y0, y1)), min(float(w), max(x0, x1)), min(float(h), max(y0, y1))]
         if box[2] - box[0] < 1 or box[3] - box[1] < 1:
             continue
-        found.append({"box": [round(v, 1) for v in box], "score": round(float(item.get("score", 1.0)), 4),
-                      "label": str(item.get("label") or text)})
+        found.append({"box": json_box(box), "score": json_score(item), "label": str(item.get("label") or text)})
     return sorted(found, key=lambda d: -d["score"])
 
 
@@ -40,6 +59,11 @@ def nothing_found(tool: EFETool, capability: str, what: str, image_path: str) ->
     backend = tool.bind().get(capability)
     label = f" ({backend.label})" if backend is not None and backend.label else ""
     return f"No {what} found in {image_path}. Detector used: {backend.name if backend else '?'}{label}."
+
+
+def query_not_found(tool: EFETool, capability: str, query: str, image_path: str, **extra) -> tuple[str, dict]:
+    """The tool result when nothing matches ``query``: the observation and its artifact."""
+    return nothing_found(tool, capability, repr(query), image_path), {"source": image_path, "query": query, **extra}
 
 
 class Text2Box(EFETool):
@@ -54,7 +78,7 @@ class Text2Box(EFETool):
         image = self.open(image_path)
         boxes = find_boxes(self, image, text)
         if not boxes:
-            return nothing_found(self, "detect", repr(text), image_path), {"source": image_path, "query": text, "boxes": []}
+            return query_not_found(self, "detect", text, image_path, boxes=[])
         rel, artifact = self.save(draw_boxes(image, boxes), image_path)
         return rel, {**artifact, "query": text, "boxes": boxes}
 
@@ -74,7 +98,7 @@ class FaceFinding(EFETool):
     def _execute(self, image_path: str) -> tuple[str, dict]:
         image = self.open(image_path)
         faces = [
-            {"box": [round(float(v), 1) for v in f["box"]], "score": round(float(f.get("score", 1.0)), 4), "label": "face"}
+            {"box": json_box(f["box"]), "score": json_score(f), "label": "face"}
             for f in self.backend("faces").faces(image) or []
         ]
         if not faces:
@@ -105,7 +129,7 @@ class ObjectCropping(EFETool):
         image = self.open(image_path)
         boxes = find_boxes(self, image, text)
         if not boxes:
-            return nothing_found(self, "detect", repr(text), image_path), {"source": image_path, "query": text, "boxes": []}
+            return query_not_found(self, "detect", text, image_path, boxes=[])
         best = boxes[0]
         x0, y0, x1, y1 = best["box"]
         # A little context around the box, as a person cropping by hand would leave.

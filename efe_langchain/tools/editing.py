@@ -13,8 +13,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from efe_langchain.tools.base import IMAGE_PATH_HELP, SEED_HELP, EFETool
-from efe_langchain.tools.detection import nothing_found
-from efe_langchain.tools.segmentation import object_mask
+from efe_langchain.tools.segmentation import object_mask, object_not_found
 
 __all__ = [
     "InstructPix2Pix",
@@ -97,8 +96,7 @@ class ObjectInpainting(EFETool):
         image = self.open(image_path)
         mask, boxes = object_mask(self, image, target)
         if not mask.any():
-            cap = "segment_object" if self.has("segment_object") else "detect"
-            return nothing_found(self, cap, repr(target), image_path), {"source": image_path, "query": target}
+            return object_not_found(self, target, image_path)
         pixels = padding_pixels(self.mask_padding, image.size)
         padded = pad_mask(mask, pixels)
         out = self.backend("inpaint").inpaint(image, padded, prompt, seed)

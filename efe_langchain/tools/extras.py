@@ -13,8 +13,8 @@ from PIL import Image, ImageFilter
 from pydantic import BaseModel
 
 from efe_langchain.tools.base import EFETool, ImageInput
-from efe_langchain.tools.detection import nothing_found
-from efe_langchain.tools.segmentation import subject_mask
+from efe_langchain.tools.detection import json_box, json_score, nothing_found
+from efe_langchain.tools.segmentation import SubjectMasking
 
 __all__ = ["TextReading", "QualityRating", "ImageEnhancing", "BackgroundBlurring"]
 
@@ -33,7 +33,7 @@ class TextReading(EFETool):
     def _execute(self, image_path: str) -> tuple[str, dict]:
         image = self.open(image_path)
         lines = [
-            {"text": str(r["text"]), "box": [round(float(v), 1) for v in r["box"]], "score": round(float(r.get("score", 1.0)), 4)}
+            {"text": str(r["text"]), "box": json_box(r["box"]), "score": json_score(r)}
             for r in self.backend("ocr").ocr(image) or []
             if str(r.get("text", "")).strip()
         ]
@@ -83,7 +83,7 @@ class ImageEnhancing(EFETool):
         return rel, artifact
 
 
-class BackgroundBlurring(EFETool):
+class BackgroundBlurring(SubjectMasking):
     title: ClassVar[str] = "Blur The Background Of Image"
     blurb: ClassVar[str] = (
         "useful when you want to keep the main subject sharp and blur everything behind it, like a portrait "
@@ -91,20 +91,11 @@ class BackgroundBlurring(EFETool):
         "The input to this tool should be a string, representing the image_path"
     )
     load_name: ClassVar[str] = "BackgroundBlurring"
-    plans: ClassVar = (("person_mask", "foreground_mask"), ("foreground_mask",), ("person_mask",))
-    args_schema: type[BaseModel] = ImageInput
     output_tag: ClassVar[str] = "blur-background"
 
-    def _execute(self, image_path: str) -> tuple[str, dict]:
-        image = self.open(image_path)
-        mask, used = subject_mask(self, image)
-        if mask is None:
-            return f"No subject could be separated from the background of {image_path}.", {"source": image_path}
+    def compose(self, image: Image.Image, mask: np.ndarray) -> tuple[Image.Image, dict]:
         radius = max(4, round(max(image.size) / 64))
         blurred = image.filter(ImageFilter.GaussianBlur(radius))
         # A soft edge: a hard cut between sharp and blurred pixels looks pasted on.
         soft = Image.fromarray((mask * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(2))
-        rel, artifact = self.save(Image.composite(image, blurred, soft), image_path)
-        b = self.backends[used]
-        return rel, {**artifact, "mask_fraction": round(float(mask.mean()), 4), "blur_radius": radius,
-                     "mask_from": {"capability": used, "name": b.name, "label": b.label}}
+        return Image.composite(image, blurred, soft), {"blur_radius": radius}

@@ -9,10 +9,18 @@ from PIL import Image
 from pydantic import BaseModel
 
 from efe_langchain.tools.base import EFETool, ImageInput
-from efe_langchain.tools.detection import ObjectInput, find_boxes, nothing_found
+from efe_langchain.tools.detection import ObjectInput, find_boxes, query_not_found
 from efe_langchain.tools.drawing import colour_segments, overlay_mask
 
-__all__ = ["Segmenting", "ObjectSegmenting", "BackgroundRemoval", "object_mask", "subject_mask"]
+__all__ = [
+    "Segmenting",
+    "ObjectSegmenting",
+    "SubjectMasking",
+    "BackgroundRemoval",
+    "object_mask",
+    "object_not_found",
+    "subject_mask",
+]
 
 
 def object_mask(tool: EFETool, image: Image.Image, text: str) -> tuple[np.ndarray, list[dict]]:
@@ -31,6 +39,12 @@ def object_mask(tool: EFETool, image: Image.Image, text: str) -> tuple[np.ndarra
     for item in boxes:
         mask |= np.asarray(segmenter.segment_box(image, item["box"]), dtype=bool)
     return mask, boxes
+
+
+def object_not_found(tool: EFETool, query: str, image_path: str, **extra) -> tuple[str, dict]:
+    """The result when ``object_mask`` found nothing, naming the backend that looked."""
+    capability = "segment_object" if tool.has("segment_object") else "detect"
+    return query_not_found(tool, capability, query, image_path, **extra)
 
 
 def subject_mask(tool: EFETool, image: Image.Image) -> tuple[np.ndarray | None, str | None]:
@@ -77,13 +91,35 @@ class ObjectSegmenting(EFETool):
         image = self.open(image_path)
         mask, boxes = object_mask(self, image, text)
         if not mask.any():
-            cap = "segment_object" if self.has("segment_object") else "detect"
-            return nothing_found(self, cap, repr(text), image_path), {"source": image_path, "query": text, "boxes": boxes}
+            return object_not_found(self, text, image_path, boxes=boxes)
         rel, artifact = self.save(overlay_mask(image, mask), image_path)
         return rel, {**artifact, "query": text, "boxes": boxes, "mask_fraction": round(float(mask.mean()), 4)}
 
 
-class BackgroundRemoval(EFETool):
+class SubjectMasking(EFETool):
+    """Separate the main subject (``subject_mask``), then make a new image from the image and
+    that mask (``compose``); the artifact says which segmenter gave the mask."""
+
+    # A person segmenter is far better on people; the generic foreground cut covers the rest.
+    plans: ClassVar = (("person_mask", "foreground_mask"), ("foreground_mask",), ("person_mask",))
+    args_schema: type[BaseModel] = ImageInput
+
+    def compose(self, image: Image.Image, mask: np.ndarray) -> tuple[Image.Image, dict]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _execute(self, image_path: str) -> tuple[str, dict]:
+        image = self.open(image_path)
+        mask, used = subject_mask(self, image)
+        if mask is None:
+            return f"No subject could be separated from the background of {image_path}.", {"source": image_path}
+        out, extra = self.compose(image, mask)
+        rel, artifact = self.save(out, image_path)
+        b = self.backends[used]
+        return rel, {**artifact, "mask_fraction": round(float(mask.mean()), 4), **extra,
+                     "mask_from": {"capability": used, "name": b.name, "label": b.label}}  # fmt: skip
+
+
+class BackgroundRemoval(SubjectMasking):
     title: ClassVar[str] = "Remove The Background Of Image"
     blurb: ClassVar[str] = (
         "useful when you want to remove the background of the image and keep only the main subject. like: "
@@ -91,19 +127,9 @@ class BackgroundRemoval(EFETool):
         "this photo. The input to this tool should be a string, representing the image_path"
     )
     load_name: ClassVar[str] = "BackgroundRemoval"
-    # A person segmenter is far better on people; the generic foreground cut covers the rest.
-    plans: ClassVar = (("person_mask", "foreground_mask"), ("foreground_mask",), ("person_mask",))
-    args_schema: type[BaseModel] = ImageInput
     output_tag: ClassVar[str] = "no-background"
 
-    def _execute(self, image_path: str) -> tuple[str, dict]:
-        image = self.open(image_path)
-        mask, used = subject_mask(self, image)
-        if mask is None:
-            return f"No subject could be separated from the background of {image_path}.", {"source": image_path}
+    def compose(self, image: Image.Image, mask: np.ndarray) -> tuple[Image.Image, dict]:
         arr = np.asarray(image.convert("RGB")).copy()
         arr[~mask] = 255
-        rel, artifact = self.save(Image.fromarray(arr), image_path)
-        b = self.backends[used]
-        return rel, {**artifact, "mask_fraction": round(float(mask.mean()), 4),
-                     "mask_from": {"capability": used, "name": b.name, "label": b.label}}
+        return Image.fromarray(arr), {}
