@@ -9,9 +9,12 @@ Two measures, in one process, through ``streamlit.testing.v1.AppTest`` (the page
   from the SQLite checkpointer and drawn anew each time. The script fills conversations of N
   turns (an upload, then per turn a question, an Edge Detection step with its real output image
   and an answer naming it) and times a plain rerun of the page, p50/p95;
-* turn: one real turn with the embedded model and the edge tool, once through
-  ``EFEAgent.stream`` directly and once through the page (upload and question in AppTest),
-  interleaved ``--repeats`` times; the ratio is the page's overhead per turn.
+* turn: one real turn with the embedded model and the edge tool, three ways, interleaved
+  ``--repeats`` times: ``EFEAgent.stream`` on the main thread, ``turn_items`` (the same stream on
+  the worker thread the page uses) and the page itself (upload and question in AppTest). The
+  page/turn_items ratio is the page's own cost per turn. The main-thread row differs for a reason
+  outside the app: torch's OpenMP team of 2 threads on the main thread slows down badly when the
+  2 cores are shared with other work (with OMP_NUM_THREADS=1 both threads take the same time).
 
 Prints the machine, the load average and the command; ratios come from this one run.
 """
