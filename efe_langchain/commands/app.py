@@ -54,8 +54,10 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
         "--server.port", str(args.port),
         # Usage statistics would try to reach the network from the user's browser.
         "--browser.gatherUsageStats", "false",
-        # A local tool, not a hosted app: no "Deploy" button.
+        # A local tool, not a hosted app: no "Deploy" button, and no first-run email question
+        # holding `make run` at a terminal prompt.
         "--client.toolbarMode", "minimal",
+        "--server.showEmailPrompt", "false",
     ]
     if args.headless:
         cmd += ["--server.headless", "true"]
