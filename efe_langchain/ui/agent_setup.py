@@ -42,6 +42,8 @@ __all__ = [
     "build_agent",
     "TurnError",
     "turn_items",
+    "upload",
+    "history",
     "recent_conversations",
 ]
 
