@@ -149,8 +149,10 @@ def main() -> int:
         a = time.perf_counter() - t
 
         t = time.perf_counter()
+        attempts = 0
         for msgs in (first, second):
-            chat.invoke(msgs)
+            # a step that does not parse is retried (bounded): count the model calls it took
+            attempts += len(chat.invoke(msgs).response_metadata.get("react_attempts", [None]))
         b = time.perf_counter() - t
 
         n_before = len(agent.history("bench"))
@@ -164,7 +166,7 @@ def main() -> int:
         history += [HumanMessage(question), AIMessage("image/3f2a_edge_x_x.png")]
         label = "warm-up" if i == 0 else f"turn {i}"
         print(
-            f"  {label}: react_step {a:.2f} s, ChatEFE {b:.2f} s, agent {c:.2f} s ({calls} model calls: "
+            f"  {label}: react_step {a:.2f} s, ChatEFE {b:.2f} s ({attempts} steps), agent {c:.2f} s ({calls} model calls: "
             f"model {model_s:.2f} s, tools {tool_s:.2f} s, graph+memory {c - model_s - tool_s:.2f} s) -> {answer[:50]!r}",
             flush=True,
         )
