@@ -165,9 +165,6 @@ class PaddingFreeCollator:
     The first label of every sample is masked so no sample is trained to predict its neighbour.
     """
 
-    real_tokens: int = 0
-    slots: int = 0
-
     def __call__(self, features: list[dict]) -> dict:
         import torch
 
@@ -179,8 +176,6 @@ class PaddingFreeCollator:
             lab[0] = -100
             labels += lab
             pos += list(range(n))
-        self.real_tokens += len(ids)
-        self.slots += len(ids)
         return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]), "position_ids": torch.tensor([pos])}
 
 
@@ -190,8 +185,6 @@ class PaddedCollator:
 
     pad_id: int
     pad_to: int = 0
-    real_tokens: int = 0
-    slots: int = 0
 
     def __call__(self, features: list[dict]) -> dict:
         import torch
@@ -205,8 +198,6 @@ class PaddedCollator:
             ids[i, :n] = torch.tensor(f["input_ids"])
             labels[i, :n] = torch.tensor(f["labels"])
             mask[i, :n] = 1
-            self.real_tokens += n
-        self.slots += ids.numel()
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
@@ -240,8 +231,16 @@ def _make_trainer_class():
             if hasattr(self, "loss_is_scaled_for_ga"):
                 self.loss_is_scaled_for_ga = False
 
+        real_tokens = 0
+        token_slots = 0
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
+            if model.training:
+                # Counted here rather than in the collator, which also sees prefetched batches.
+                mask = inputs.get("attention_mask")
+                self.real_tokens += int(mask.sum()) if mask is not None else labels.numel()
+                self.token_slots += labels.numel()
             nxt = labels[:, 1:]
             keep = (nxt != -100).any(dim=0).nonzero().squeeze(-1)
             if keep.numel() == 0:
@@ -465,7 +464,7 @@ def train(args) -> dict:
         tokenizer.save_pretrained(str(out_dir / "tokenizer"))
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
-    real = collator.real_tokens * world
+    real = trainer.real_tokens * world
     summary = {
         "base_model": args.base_model + (f"/{args.gguf_file}" if args.gguf_file else ""),
         "samples": len(train_rows), "dropped_over_cutoff": dropped, "val_samples": len(val_rows),
@@ -477,7 +476,7 @@ def train(args) -> dict:
         "gradient_checkpointing": args.gradient_checkpointing, "trainable_params": n_trainable,
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "load_s": round(t_load, 2), "train_s": round(train_s, 2),
-        "real_tokens": real, "token_slots": collator.slots * world,
+        "real_tokens": real, "token_slots": trainer.token_slots * world,
         "real_tokens_per_s": round(real / train_s, 1) if train_s > 0 else None,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
     }

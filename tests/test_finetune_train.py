@@ -42,6 +42,8 @@ def test_train_lowers_loss_saves_and_loads_back(tiny_dir, data_file, tmp_path):
     out = tmp_path / "lora"
     summary = train(_args(tiny_dir, data_file, out, "--max_steps", "8", "--save_steps", "4", "--group_by_length"))
     assert summary["optimizer_steps"] == 8
+    # 8 steps x 2 samples, counted once each (not the dataloader's prefetched batches).
+    assert 0 < summary["real_tokens"] <= summary["token_slots"] <= 16 * 4096
     assert summary["last_loss"] < summary["first_loss"] - 0.05, summary
     for name in ("adapter_config.json", "adapter_model.safetensors", "train_summary.json", "loss.png"):
         assert (out / name).is_file(), name
