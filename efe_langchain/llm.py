@@ -125,8 +125,16 @@ def _stop_criteria(tokenizer, prompt_len: int, stop: Sequence[str]):
 
 
 def package_adapter_dir(name: str = "default") -> Path | None:
-    """The LoRA adapter shipped in ``efe_langchain/adapters/<name>``, or None while none ships."""
-    folder = Path(__file__).resolve().parent / "adapters" / name
+    """The LoRA adapter shipped in ``efe_langchain/adapters/<name>``, or None while none ships.
+
+    ``adapters/<name>.txt`` may name the folder instead (``default.txt`` -> ``smollm2-135m-efe``),
+    so the default is not a second copy of the weights in the wheel.
+    """
+    root = Path(__file__).resolve().parent / "adapters"
+    folder = root / name
+    pointer = root / f"{name}.txt"
+    if not (folder / "adapter_config.json").is_file() and pointer.is_file():
+        folder = root / pointer.read_text(encoding="utf-8").strip()
     return folder if (folder / "adapter_config.json").is_file() else None
 
 
