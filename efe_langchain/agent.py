@@ -191,6 +191,7 @@ class TrimHistoryMiddleware(AgentMiddleware):
         self.max_tokens = int(max_tokens)
         self.count_tokens = count_tokens
         self.generation_reserve = int(generation_reserve)
+        self._fixed: dict[tuple, int] = {}
 
     def _cost_fn(self, model: Any) -> Callable[[Sequence[BaseMessage]], int]:
         if isinstance(model, ChatEFE):
@@ -221,12 +222,15 @@ class TrimHistoryMiddleware(AgentMiddleware):
 
     def trim(self, request: ModelRequest) -> list[BaseMessage]:
         model = request.model
-        # The fixed part of the prompt (GPT4Tools prefix and tool lines) is paid on every call.
-        fixed = (
-            self.count_tokens(messages_to_prompt([HumanMessage("")], request.tools))
-            if isinstance(model, ChatEFE)
-            else self.count_tokens(request.system_message.text if request.system_message else "")
-        )
+        # The fixed part of the prompt (GPT4Tools prefix and tool lines) is paid on every call;
+        # it only changes with the tools, so it is counted once per tool set.
+        if isinstance(model, ChatEFE):
+            key = tuple(getattr(t, "name", None) or str(t) for t in request.tools)
+            if key not in self._fixed:
+                self._fixed[key] = self.count_tokens(messages_to_prompt([HumanMessage("")], request.tools))
+            fixed = self._fixed[key]
+        else:
+            fixed = self.count_tokens(request.system_message.text if request.system_message else "")
         budget = self.max_tokens - self.generation_reserve - fixed
         return trim_turns(request.messages, budget, self._cost_fn(model))
 
