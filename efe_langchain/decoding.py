@@ -98,6 +98,7 @@ class ReActDecoder:
         self.use_cache = use_cache
         self.max_text_arg_tokens = max_text_arg_tokens
         self.prompt_lookup = prompt_lookup  # draft length for greedy prompt-lookup decoding; 0 = off
+        self.lookup_min_ngram = 1  # shortest n-gram whose earlier occurrence proposes a draft
         self.lock = threading.RLock()
         self._ids: list[int] = []
         self._cache = None
@@ -323,7 +324,7 @@ class ReActDecoder:
         occurrence (arguments and answers mostly copy words of the conversation)."""
         k = self.prompt_lookup
         size = len(ids)
-        for n in (3, 2, 1):
+        for n in range(3, self.lookup_min_ngram - 1, -1):
             if size <= n:
                 continue
             tail = list(ids[size - n :])
