@@ -12,7 +12,7 @@ from typing import Sequence
 
 import streamlit as st
 
-from efe_langchain.ui.transcript import Answer, Item, ToolStep, Turn, Upload, UserText
+from efe_langchain.ui.transcript import Answer, Item, ToolStep, Turn, Upload, UserText, workspace_file
 
 __all__ = ["draw_turns", "draw_error", "LiveTurn", "AVATARS"]
 
@@ -24,11 +24,11 @@ STEP_IMAGE_WIDTH = 352
 
 
 def _image(root: Path, rel: str, caption: str | None = None, width: int = IMAGE_WIDTH) -> None:
-    path = Path(root) / rel
-    if path.is_file():
+    path = workspace_file(rel, root)
+    if path is not None:
         st.image(str(path), caption=caption or rel, width=width)
-    else:  # deleted from the workspace since: say so rather than fail the page
-        st.caption(f"({rel} is no longer in the workspace)")
+    else:  # deleted since, or a name typed in the chat that is not a workspace image
+        st.caption(f"({rel} is not an image in the workspace)")
 
 
 def _step_label(step: ToolStep) -> str:

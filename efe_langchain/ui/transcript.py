@@ -31,6 +31,7 @@ __all__ = [
     "Turn",
     "build_transcript",
     "format_tool_input",
+    "workspace_file",
     "workspace_images",
 ]
 
@@ -95,6 +96,21 @@ class Turn:
     items: list[Item] = field(default_factory=list)
 
 
+def workspace_file(rel: str, root: str | Path | None) -> Path | None:
+    """The file a relative image path names inside the workspace, or None (missing, absolute,
+    ``..``, or a symlink that leads out): text the user or the model typed never shows a file
+    from elsewhere on the server."""
+    if root is None or not rel or rel.startswith("/") or ".." in Path(rel).parts:
+        return None
+    root = Path(root).resolve()
+    path = (root / rel).resolve()
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return None
+    return path if path.is_file() else None
+
+
 def workspace_images(text: str, root: str | Path | None) -> list[str]:
     """The image paths named in ``text`` that are files inside the workspace, in order.
 
@@ -103,19 +119,7 @@ def workspace_images(text: str, root: str | Path | None) -> list[str]:
     """
     if not text or root is None:
         return []
-    root = Path(root).resolve()
-    found = []
-    for rel in react.extract_image_paths(text):
-        if rel.startswith("/") or ".." in Path(rel).parts:
-            continue
-        path = (root / rel).resolve()
-        try:
-            path.relative_to(root)
-        except ValueError:
-            continue
-        if path.is_file():
-            found.append(rel)
-    return found
+    return [rel for rel in react.extract_image_paths(text) if workspace_file(rel, root) is not None]
 
 
 def _text(message: BaseMessage) -> str:
