@@ -230,6 +230,15 @@ class LocalLLM(BaseLLM):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
 
+    def get_token_ids(self, text: str) -> list[int]:
+        """Token ids by the model's own tokenizer (LangChain's default would fetch GPT-2's)."""
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    @property
+    def context_length(self) -> int | None:
+        """The model's context in tokens (prompt + new tokens), for trimming history."""
+        return self._decoder.context_length
+
     @property
     def decoder(self) -> ReActDecoder:
         """The decoder holding the prefix KV cache (shared by every call on this LLM)."""

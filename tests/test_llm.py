@@ -162,3 +162,10 @@ def test_real_embedded_smollm2_generates_a_react_step(embedded_llm):
     assert split_args(result.tool_input, spec.n_args)[0] == "image/ab12cd34.png"
     text = embedded_llm.invoke("Human: Say hello.\nAI:", max_new_tokens=8, stop=["\n"])
     assert text.strip() and "\n" not in text
+
+
+def test_counts_tokens_with_its_own_tokenizer(tiny_llm):
+    # LangChain's default get_num_tokens downloads GPT-2's tokenizer; ours must work offline.
+    text = "Thought: Do I need to use a tool? Yes\nAction: Edge Detection On Image"
+    assert tiny_llm.get_num_tokens(text) == len(tiny_llm.tokenizer(text, add_special_tokens=False).input_ids) == 19
+    assert tiny_llm.context_length == 4096
