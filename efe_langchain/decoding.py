@@ -111,6 +111,9 @@ class ReActDecoder:
                 eos.add(src)
             elif src:
                 eos.update(int(x) for x in src)
+        # ReAct text never contains special tokens, and a LoRA may learn to end its turn with any
+        # of the chat template's markers (ours ends with <|im_start|>), so each one ends the text.
+        eos.update(int(x) for x in getattr(tokenizer, "all_special_ids", ()) or ())
         self.eos_ids = eos
 
     # ---------------------------------------------------------------- tokens

@@ -352,6 +352,7 @@ class LocalLLM(BaseLLM):
                         max_new_tokens=max_new,
                         do_sample=False,
                         pad_token_id=tok.pad_token_id,
+                        eos_token_id=sorted(self._decoder.eos_ids),
                         stopping_criteria=_stop_criteria(tok, enc["input_ids"].shape[1], stop),
                     )
                 for row in gen[:, enc["input_ids"].shape[1] :]:
