@@ -228,10 +228,14 @@ def take_screenshot(out: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix="efe-shot-"))
     try:
         image = photo(work / "astronaut.jpg")
-        server = streamlit_server(work / "workspace", _free_port(), work / "log", **SETTINGS)
+        # Every tool and the default step limit, as a user gets them, so the turn ends with the
+        # model's own answer (the tests cap a turn at one tool step to stay fast).
+        server = streamlit_server(work / "workspace", _free_port(), work / "log")
         with chromium_page(1400, 2000) as page, server as url:
             upload_and_ask(page, url, image, "Detect the edges of this image")
             edge_step(page)
+            page.get_by_text("Thinking", exact=False).first.wait_for(state="detached", timeout=TURN_S * 1000)
+            wait_idle(page, TURN_S)
             page.wait_for_timeout(1000)
             out.parent.mkdir(parents=True, exist_ok=True)
             # Streamlit scrolls inside its own container, so the viewport is made tall enough for
