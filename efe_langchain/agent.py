@@ -266,7 +266,7 @@ class ToolStepLimitMiddleware(AgentMiddleware):
         previous = [c for m in turn if isinstance(m, AIMessage) for c in m.tool_calls]
         if len(results) >= self.max_steps:
             stop = AIMessage(
-                content=f"I stopped after {len(results)} tool steps without a final answer. "
+                content=f"I stopped after {len(results)} tool step{'' if len(results) == 1 else 's'} without a final answer. "
                 f"The last tool result was: {_text(results[-1]).strip()}",
                 response_metadata={"stopped": "max_tool_steps"},
             )
