@@ -28,6 +28,8 @@ import sys
 import tempfile
 import time
 
+from _common import pct
+
 QUESTIONS = [
     "Detect the edges of the image",
     "What is in the picture?",
@@ -38,15 +40,6 @@ QUESTIONS = [
     "Find the outlines of the picture",
     "What color is the box?",
 ]
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    k = (len(xs) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 def make_timer():

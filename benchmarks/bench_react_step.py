@@ -23,12 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
+
+from _common import machine, pct
 
 TURNS = [
     "Detect the edges of the image",
@@ -45,33 +46,6 @@ TURNS = [
     "Thanks, that is all",
 ]
 IMAGE = "image/ab12cd34.png"
-
-
-def machine() -> str:
-    import torch
-    import transformers
-
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    dev = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
-    return (
-        f"{platform.node()} | {cpu} | {os.cpu_count()} cores | torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads) | transformers {transformers.__version__} | device {dev} | "
-        f"load avg {os.getloadavg()[0]:.1f}"
-    )
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    k = (len(xs) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 class Clock:
