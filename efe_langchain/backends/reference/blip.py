@@ -9,24 +9,14 @@ from __future__ import annotations
 from typing import ClassVar
 
 from efe_langchain.backends.reference.base import ReferenceBackend
-from efe_langchain.backends.reference.shared import shared_model
+from efe_langchain.backends.reference.shared import shared_processor_and_model
 
 __all__ = ["BlipCaptionBackend", "BlipVqaBackend", "load_blip"]
 
 
 def load_blip(location: str, model_class: str, device: str, dtype: str):
     """``(processor, model)`` for a BLIP folder, cached process-wide."""
-
-    def load():
-        import transformers
-
-        from efe_langchain.backends.reference.devices import torch_dtype
-
-        processor = transformers.BlipProcessor.from_pretrained(location)
-        model = getattr(transformers, model_class).from_pretrained(location, dtype=torch_dtype(dtype))
-        return processor, model.to(device).eval()
-
-    return shared_model(model_class, location, device, dtype, load)
+    return shared_processor_and_model(model_class, "BlipProcessor", model_class, location, device, dtype)
 
 
 class _Blip(ReferenceBackend):

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from efe_langchain.backends.reference.base import ReferenceBackend
-from efe_langchain.backends.reference.shared import shared_model
+from efe_langchain.backends.reference.shared import shared_processor_and_model
 
 __all__ = ["DptDepthBackend", "DptNormalBackend", "load_dpt", "normal_from_depth", "sobel"]
 
@@ -18,17 +18,7 @@ BACKGROUND_THRESHOLD = 0.4
 
 def load_dpt(location: str, device: str, dtype: str):
     """``(image processor, model)`` for a DPT folder, cached process-wide."""
-
-    def load():
-        from transformers import AutoImageProcessor, DPTForDepthEstimation
-
-        from efe_langchain.backends.reference.devices import torch_dtype
-
-        processor = AutoImageProcessor.from_pretrained(location)
-        model = DPTForDepthEstimation.from_pretrained(location, dtype=torch_dtype(dtype))
-        return processor, model.to(device).eval()
-
-    return shared_model("dpt", location, device, dtype, load)
+    return shared_processor_and_model("dpt", "AutoImageProcessor", "DPTForDepthEstimation", location, device, dtype)
 
 
 def sobel(image: np.ndarray, axis: int) -> np.ndarray:

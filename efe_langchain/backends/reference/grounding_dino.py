@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from efe_langchain.backends.reference.base import ReferenceBackend
-from efe_langchain.backends.reference.shared import shared_model
+from efe_langchain.backends.reference.shared import shared_processor_and_model
 
 __all__ = ["GroundingDinoBackend", "detect_boxes", "grounding_caption", "load_grounding_dino"]
 
@@ -16,17 +16,9 @@ TEXT_THRESHOLD = 0.25
 
 def load_grounding_dino(location: str, device: str, dtype: str):
     """``(processor, model)`` for a GroundingDINO folder, cached process-wide."""
-
-    def load():
-        from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
-
-        from efe_langchain.backends.reference.devices import torch_dtype
-
-        processor = AutoProcessor.from_pretrained(location)
-        model = AutoModelForZeroShotObjectDetection.from_pretrained(location, dtype=torch_dtype(dtype))
-        return processor, model.to(device).eval()
-
-    return shared_model("grounding-dino", location, device, dtype, load)
+    return shared_processor_and_model(
+        "grounding-dino", "AutoProcessor", "AutoModelForZeroShotObjectDetection", location, device, dtype
+    )
 
 
 def grounding_caption(text: str) -> str:

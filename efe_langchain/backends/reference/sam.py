@@ -19,24 +19,14 @@ from efe_langchain.backends.reference.grounding_dino import (
     detect_boxes,
     load_grounding_dino,
 )
-from efe_langchain.backends.reference.shared import shared_model
+from efe_langchain.backends.reference.shared import shared_processor_and_model
 
 __all__ = ["GroundedSamBackend", "SamBackend", "load_sam"]
 
 
 def load_sam(location: str, device: str, dtype: str):
     """``(processor, model)`` for a SAM folder, cached process-wide."""
-
-    def load():
-        from transformers import SamModel, SamProcessor
-
-        from efe_langchain.backends.reference.devices import torch_dtype
-
-        processor = SamProcessor.from_pretrained(location)
-        model = SamModel.from_pretrained(location, dtype=torch_dtype(dtype))
-        return processor, model.to(device).eval()
-
-    return shared_model("sam", location, device, dtype, load)
+    return shared_processor_and_model("sam", "SamProcessor", "SamModel", location, device, dtype)
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -92,3 +92,22 @@ def weights_digest(folder: str | Path) -> str | None:
     for path in files:
         h.update(path.name.encode() + b"\0" + _file_digest(path).encode())
     return h.hexdigest()
+
+
+def shared_processor_and_model(kind: str, processor_class: str, model_class: str, location: str, device: str, dtype: str):
+    """``(processor, model)`` of a transformers checkpoint folder, through the cache above.
+
+    BLIP, GroundingDINO, SAM and DPT all load this way: a processor class and a model class of
+    transformers, named so that transformers is imported only when a model is really loaded.
+    """
+
+    def load():
+        import transformers
+
+        from efe_langchain.backends.reference.devices import torch_dtype
+
+        processor = getattr(transformers, processor_class).from_pretrained(location)
+        model = getattr(transformers, model_class).from_pretrained(location, dtype=torch_dtype(dtype))
+        return processor, model.to(device).eval()
+
+    return shared_model(kind, location, device, dtype, load)
