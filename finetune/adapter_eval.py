@@ -7,6 +7,11 @@ batched generation and the same constrained ReAct decoder (``efe_langchain.decod
 
     python -m efe_langchain.finetune.adapter_eval --base MODEL.gguf --adapter DIR \\
         --split evaluation/data/val_handwritten.json --out runs/eval --decoding both
+
+Constrained decoding runs one record at a time, so a GPU is mostly idle: launch several processes
+(``torchrun --nproc_per_node 8 -m efe_langchain.finetune.adapter_eval ...``, more processes than GPUs is
+fine: rank r uses GPU ``r % device_count``). Each rank predicts its share of every split into its own
+store and rank 0 merges, scores and prints.
 """
 
 from __future__ import annotations
@@ -93,7 +98,10 @@ def load_bare_llm(base: str, adapter: str | None = None, device: str = "auto", d
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        from efe_langchain.evaluation.run import dist_info
+
+        # Several ranks may share one GPU (constrained decoding leaves it mostly idle).
+        device = f"cuda:{dist_info()[2] % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
     if dtype == "auto":
         dtype = "bf16" if device.startswith("cuda") else "fp32"
     torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
@@ -114,10 +122,11 @@ def evaluate_splits(llm, splits: Sequence[str], out: str | Path, decodings: Sequ
                     label: str = "model", limit: int | None = None, batch_size: int = 32) -> dict:
     """``{split: {decoding: overall metrics}}``; predictions and metrics land under ``out``."""
     from efe_langchain.evaluation.records import load_records
-    from efe_langchain.evaluation.run import evaluate_runner, score_predictions
+    from efe_langchain.evaluation.run import dist_info, evaluate_runner, score_predictions
     from efe_langchain.evaluation.runners import LocalRunner
 
     out = Path(out)
+    rank, world, _ = dist_info()
     result: dict = {}
     for split in splits:
         records = load_records(split, limit)
@@ -126,7 +135,10 @@ def evaluate_splits(llm, splits: Sequence[str], out: str | Path, decodings: Sequ
             folder = out / f"{label}@{dec}" / name
             t0 = time.perf_counter()
             runner = LocalRunner(llm, decoding=dec, batch_size=batch_size, max_new_tokens=llm.max_new_tokens)
-            res = evaluate_runner(runner, records, folder, progress=True, desc=f"{label}@{dec} {name}")
+            res = evaluate_runner(runner, records, folder, rank=rank, world_size=world, progress=True,
+                                  desc=f"{label}@{dec} {name}")
+            if rank != 0:
+                continue  # rank 0 merges every rank's predictions and scores them
             metrics = score_predictions(records, {k: v["output"] for k, v in res["predictions"].items()})
             metrics["elapsed_s"] = round(time.perf_counter() - t0, 1)
             (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -154,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     decs = ["free", "constrained"] if a.decoding == "both" else [a.decoding]
     label = a.label or ("adapter" if a.adapter else "base")
     res = evaluate_splits(llm, a.split, a.out, decs, label, a.limit, a.batch_size)
+    from efe_langchain.evaluation.run import dist_info
+
+    if dist_info()[0] != 0:
+        return 0
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / f"summary_{label}.json").write_text(json.dumps(res, indent=1))
     return 0
