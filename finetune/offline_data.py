@@ -15,7 +15,8 @@ EVAL_FORMAT.md; ``build_catalog(exclude=...)``.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Iterable, Sequence
@@ -456,17 +457,64 @@ def _no_tool(ctx: _Ctx) -> Episode:
     return Episode(tools, list(ctx.history), request, [], ex.answer, f"no_tool_{ex.kind}")
 
 
+# A synthetic tool is sometimes listed under a fresh name for one episode, so that a name alone never
+# tells which tool to use: the model has to match the request to the description (issue 7: tools
+# never seen in training lost to familiar names). Real tools always keep their names.
+_NAME_FILLERS = ("Image", "Photo", "Picture", "Pic", "Visual", "Smart", "Quick", "Auto", "Pro", "Easy")
+_NAME_TAILS = ("Tool", "Helper", "Utility", "Studio", "Kit", "Assistant", "Engine", "Module", "Service", "App")
+_CODENAMES = ("Kestrel", "Nimbus", "Quartz", "Juniper", "Falcon", "Orbit", "Maple", "Cobalt", "Lumen", "Vertex",
+              "Saffron", "Tundra", "Pebble", "Zephyr", "Aurora", "Comet", "Indigo", "Onyx", "Willow", "Ember")
+_REAL_NAMES_LOWER: set[str] = set()
+
+
+def _fresh_name(rng: random.Random, tool: CatalogTool, taken: set[str]) -> str:
+    words = [w for w in re.findall(r"[A-Za-z]+", tool.name) if w.lower() not in {"the", "to", "of", "on", "in", "or", "and", "a", "by", "from"}]
+    for _ in range(20):
+        shape = rng.random()
+        if shape < 0.4 and len(words) >= 2:
+            picked = rng.sample(words, k=min(len(words), rng.choice([1, 2])))
+            name = " ".join([rng.choice(_NAME_FILLERS)] * (rng.random() < 0.5) + picked + [rng.choice(_NAME_TAILS)])
+        elif shape < 0.75:
+            name = f"{rng.choice(_CODENAMES)} {rng.choice(_NAME_TAILS)}"
+        else:
+            name = f"{rng.choice(_NAME_FILLERS)} {rng.choice(_NAME_TAILS)} {rng.randint(2, 99)}"
+        if name.lower() not in taken and name.lower() not in _REAL_NAMES_LOWER:
+            return name
+    return f"Tool {rng.randint(100, 999)}"
+
+
+def _rename_synthetic(ep: Episode, rng: random.Random, prob: float) -> Episode:
+    """Each listed synthetic tool keeps its name, or with ``prob`` gets a fresh one for this episode."""
+    taken = {t.name.lower() for t in ep.tools}
+    mapping: dict[str, str] = {}
+    for t in ep.tools:
+        if t.source == "synthetic" and rng.random() < prob:
+            mapping[t.name] = _fresh_name(rng, t, taken | {m.lower() for m in mapping.values()})
+    if not mapping:
+        return ep
+    ep.tools = [replace(t, name=mapping[t.name]) if t.name in mapping else t for t in ep.tools]
+    ep.steps = [(mapping.get(name, name), args, obs) for name, args, obs in ep.steps]
+    return ep
+
+
 def generate_episodes(n: int, seed: int = 0, split: str = "train", catalog: list[CatalogTool] | None = None,
-                      mix: dict[str, float] | None = None, target_families: Iterable[str] | None = None) -> list[Episode]:
+                      mix: dict[str, float] | None = None, target_families: Iterable[str] | None = None,
+                      rename_prob: float | None = None) -> list[Episode]:
     """``n`` episodes. ``split="val"`` draws every phrasing, wrapper and example from the val pools.
 
     ``target_families`` restricts which tools are called (others are still listed beside them).
+    ``rename_prob``: chance that a listed synthetic tool gets a fresh name for the episode
+    (default 0.3 for training, 0 for validation, whose tools keep the names a user would see).
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be train or val, not {split!r}")
     rng = random.Random(seed)
     catalog = catalog if catalog is not None else build_catalog(exclude_families=UNSEEN_SYNTHETIC_FAMILIES + UNSEEN_REAL_TOOLS)
-    mix = mix or {"real": 0.40, "chain": 0.08, "direct_cond": 0.05, "synthetic": 0.27, "no_tool": 0.20}
+    mix = mix or {"real": 0.38, "chain": 0.08, "direct_cond": 0.05, "synthetic": 0.31, "no_tool": 0.18}
+    if rename_prob is None:
+        rename_prob = 0.3 if split == "train" else 0.0
+    if not _REAL_NAMES_LOWER:
+        _REAL_NAMES_LOWER.update(s.name.lower() for s in load_tool_specs())
     targets = set(target_families) if target_families is not None else None
     callable_ = [t for t in catalog if targets is None or t.family in targets]
     real = [t for t in callable_ if t.source == "real" and not t.cond]
@@ -493,6 +541,10 @@ def generate_episodes(n: int, seed: int = 0, split: str = "train", catalog: list
             episodes.append(_single(ctx, rng.choice(synth), "synthetic"))
         elif kind == "real" and real:
             episodes.append(_single(ctx, rng.choice(real), "real"))
+        else:
+            continue
+        if rename_prob > 0:
+            _rename_synthetic(episodes[-1], rng, rename_prob)
     return episodes
 
 
@@ -564,6 +616,7 @@ def generate_samples(n_episodes: int, seed: int = 0, split: str = "train", catal
 def generate_eval_records(n_episodes: int, seed: int = 0, split: str = "val", catalog: list[CatalogTool] | None = None,
                           mix: dict[str, float] | None = None, target_families: Iterable[str] | None = None) -> list[dict]:
     recs: list[dict] = []
-    for ep in generate_episodes(n_episodes, seed, split, catalog, mix, target_families):
+    # Evaluation records list tools under their own names, as a user would see them.
+    for ep in generate_episodes(n_episodes, seed, split, catalog, mix, target_families, rename_prob=0.0):
         recs.extend(episode_eval_records(ep, start_id=len(recs)))
     return recs
