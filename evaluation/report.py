@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["markdown_table", "per_tool_table", "write_report", "bar_chart"]
+__all__ = ["markdown_table", "per_tool_table", "write_report", "bar_chart", "collect_runs"]
 
 _ROWS = [
     ("SR_t", "SR_t (thought)"),
@@ -74,15 +75,79 @@ def bar_chart(runs: Sequence[tuple[str, dict]], path: str | Path) -> Path:
     ax.set_title("GPT4Tools metrics")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    # the labels also go into the PNG's text chunks, so a script can tell which runs a chart shows
+    fig.savefig(path, dpi=120, metadata={"Title": "GPT4Tools metrics", "Models": "\n".join(label for label, _ in runs)})
     plt.close(fig)
     return path
 
 
-def write_report(out: str | Path, runs: Sequence[tuple[str, dict]], failed: Sequence[tuple[str, str]] = ()) -> Path:
+# ---- every run stored in an output folder ---------------------------------------------------------------
+def _resolved(path: Any) -> Path | None:
+    return Path(str(path)).expanduser().resolve() if path else None
+
+
+def _same_annotations(metrics: dict, annotations: Path) -> bool:
+    # ``annotations_path`` is absolute; older metrics only have the path as typed on the command line
+    return _resolved(metrics.get("annotations_path") or metrics.get("annotations")) == annotations
+
+
+def _read_metrics(path: Path) -> dict:
+    """A stored ``metrics.json``; ``ValueError`` when it cannot be read or lacks what the report shows."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{type(exc).__name__}: {exc}") from None
+    if not (isinstance(metrics, dict) and isinstance(metrics.get("overall"), dict)
+            and isinstance(metrics.get("n_scored"), int) and isinstance(metrics.get("n_records"), int)):
+        raise ValueError("not a metrics file (no 'overall', 'n_scored', 'n_records')")
+    return metrics
+
+
+def collect_runs(
+    out: str | Path, annotations: str | Path, current: Sequence[tuple[str, dict]] = ()
+) -> tuple[list[tuple[str, dict]], list[tuple[str, str]], list[str]]:
+    """Every run whose metrics are stored in ``out`` for ``annotations``, the ``current`` ones as given.
+
+    A run is its folder ``out/<label>/`` (``run_evaluation``'s layout: one per model and decoding),
+    so a model evaluated by an earlier invocation keeps its column. Order: first evaluated first
+    (``first_seen`` in its metrics; folders from before that field first, by name), ties in the
+    order of ``current``. Returns ``(runs, unreadable, other_files)``: ``unreadable`` is
+    (label, problem) of stored metrics that could not be read, ``other_files`` notes runs of another
+    annotation file, which the report leaves out.
+    """
+    out = Path(out)
+    wanted = _resolved(annotations)
+    runs = dict(current)
+    unreadable: list[tuple[str, str]] = []
+    other_files: list[str] = []
+    for path in sorted(out.glob("*/metrics.json")):
+        label = path.parent.name
+        if label in runs:
+            continue  # this invocation's results are newer than what is on disk
+        try:
+            metrics = _read_metrics(path)
+        except ValueError as exc:
+            unreadable.append((label, f"stored metrics `{path}` unreadable ({exc}); not in the table, rerun this model to rescore it"))
+            continue
+        if _same_annotations(metrics, wanted):
+            runs[label] = metrics
+        else:
+            other_files.append(f"{label} (annotations `{metrics.get('annotations', '?')}`)")
+    position = {label: i for i, (label, _) in enumerate(current)}
+    order = sorted(runs, key=lambda label: (str(runs[label].get("first_seen") or ""), position.get(label, len(position)), label))
+    return [(label, runs[label]) for label in order], unreadable, other_files
+
+
+def write_report(
+    out: str | Path,
+    runs: Sequence[tuple[str, dict]],
+    failed: Sequence[tuple[str, str]] = (),
+    notes: Sequence[str] = (),
+) -> Path:
     """``report.md`` and ``report.png`` in ``out``; returns the Markdown path.
 
-    ``failed``: (label, error) of models that produced nothing (no key, weights missing).
+    ``failed``: (label, error) of models that produced nothing (no key, weights missing) or whose
+    stored metrics are unreadable. ``notes``: lines listed under "Not shown" (runs of another file).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,6 +166,10 @@ def write_report(out: str | Path, runs: Sequence[tuple[str, dict]], failed: Sequ
     else:
         md += ["No run produced metrics.", ""]
         md += [f"- **{label}**: {err}" for label, err in failed] + ([""] if failed else [])
+        (out / "report.png").unlink(missing_ok=True)  # a chart of an earlier report would contradict this one
+    if notes:
+        md += ["## Not shown: runs in this folder on another annotation file", ""]
+        md += [f"- {note}" for note in notes] + [""]
     path = out / "report.md"
     path.write_text("\n".join(md), encoding="utf-8")
     return path

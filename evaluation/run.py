@@ -16,6 +16,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -203,6 +204,18 @@ class PredictionStore:
         return _atomic_json(self.folder / "predictions.json", preds)
 
 
+def _first_seen(metrics_path: Path, now: str) -> str:
+    """When this run folder was first scored: kept from its earlier ``metrics.json``, else ``now``.
+
+    The report orders its columns by it, so a rerun does not move a model to the end.
+    """
+    try:
+        earlier = json.loads(metrics_path.read_text(encoding="utf-8")).get("first_seen")
+    except (OSError, ValueError, AttributeError):
+        earlier = None
+    return earlier if isinstance(earlier, str) and earlier else now
+
+
 def _atomic_json(path: Path, data: Any) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -361,9 +374,10 @@ def run_evaluation(
     """Evaluate every model on the annotation file; write predictions, metrics and the report.
 
     A model that fails (unreachable server, garbage answers, missing weights) is reported with its
-    error and the others still run; what it finished stays stored for the next attempt.
+    error and the others still run; what it finished stays stored for the next attempt. The report
+    also shows the runs earlier invocations stored in ``out`` for the same annotation file.
     """
-    from efe_langchain.evaluation.report import write_report
+    from efe_langchain.evaluation.report import collect_runs, write_report
 
     if decoding not in ("free", "constrained", "both"):
         raise ValueError(f"--decoding must be free, constrained or both, not {decoding!r}")
@@ -378,6 +392,8 @@ def run_evaluation(
         device = f"cuda:{local_rank}"
     table = dict(PRICES, **(prices or {}))
     results: list[RunResult] = []
+    # one timestamp per invocation: its models then keep their command-line order in the report
+    started = datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
     for spec in specs:
         if spec.kind == "local":
@@ -419,6 +435,8 @@ def run_evaluation(
                 "kind": spec.kind,
                 "decoding": dec,
                 "annotations": str(annotations),
+                "annotations_path": str(Path(annotations).expanduser().resolve()),
+                "first_seen": _first_seen(folder / "metrics.json", started),
                 "scorer": variant,
                 "error": error,
                 "usage": {
@@ -433,9 +451,7 @@ def run_evaluation(
             _atomic_json(folder / "metrics.json", metrics)
             results.append(RunResult(label, folder, metrics, error))
     if rank == 0:
-        write_report(
-            out,
-            [(r.label, r.metrics) for r in results if r.metrics],
-            [(r.label, r.error) for r in results if r.error and not r.metrics],
-        )
+        runs, unreadable, other_files = collect_runs(out, annotations, [(r.label, r.metrics) for r in results if r.metrics])
+        failed = [(r.label, r.error) for r in results if r.error and not r.metrics]
+        write_report(out, runs, failed + unreadable, other_files)
     return results

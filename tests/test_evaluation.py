@@ -338,3 +338,50 @@ def test_parameters_a_newer_model_refuses_are_adapted_once(tmp_path):
         assert all("max_completion_tokens" in r for r in srv.requests[1:])
     finally:
         srv.close()
+
+
+# ---- one output folder, several invocations: the report keeps every stored run -----------------------
+def _report_columns(out):
+    head = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("| metric |"))
+    return [c.strip() for c in head.strip("|").split("|")][1:]
+
+
+def _chart_models(out):
+    from PIL import Image
+
+    with Image.open(out / "report.png") as png:
+        return png.text["Models"].splitlines()
+
+
+def test_report_keeps_models_of_earlier_invocations(tmp_path):
+    srv = _Scripted(lambda n, body: (200, _completion(), "application/json", 0))
+    opts = dict(OPTS, base_url=srv.url)
+    out = tmp_path / "out"
+    try:
+        run_evaluation(sample_eval_path(), ["reference"], out, limit=4, progress=False)
+        run_evaluation(sample_eval_path(), ["openai-completions:m"], out, limit=4, progress=False, openai_options=opts)
+        both = ["reference", "openai-completions_m"]
+        assert _report_columns(out) == both and _chart_models(out) == both
+        assert "| SR (GPT4Tools) | 100.0 | " in (out / "report.md").read_text()
+        # rerunning the first model updates it in place: first seen stays first
+        run_evaluation(sample_eval_path(), ["reference"], out, limit=4, progress=False)
+        assert _report_columns(out) == both and _chart_models(out) == both
+
+        # a run of another annotation file in the same folder is named, not mixed into the table
+        other = tmp_path / "other.json"
+        other.write_text(json.dumps(json.loads(sample_eval_path().read_text())[:2]))
+        run_evaluation(other, ["openai-completions:other"], out, progress=False, openai_options=opts)
+        assert _report_columns(out) == ["openai-completions_other"]
+        run_evaluation(sample_eval_path(), ["openai-completions:m"], out, limit=4, progress=False, openai_options=opts)
+        md = (out / "report.md").read_text()
+        assert _report_columns(out) == both
+        assert "Not shown" in md and "openai-completions_other (annotations" in md
+
+        # a damaged stored metrics file is reported, and the rest of the report still comes out
+        (out / "reference" / "metrics.json").write_text("{truncated")
+        run_evaluation(sample_eval_path(), ["openai-completions:m"], out, limit=4, progress=False, openai_options=opts)
+        md = (out / "report.md").read_text()
+        assert _report_columns(out) == ["openai-completions_m"] and _chart_models(out) == ["openai-completions_m"]
+        assert "- **reference**: stored metrics" in md and "unreadable (JSONDecodeError" in md
+    finally:
+        srv.close()
