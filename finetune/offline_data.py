@@ -448,7 +448,8 @@ def _no_tool(ctx: _Ctx) -> Episode:
         phrasing = rng.choice(t.train).replace("{img}", rng.choice(["this image", "my photo", "the picture"]))
         for k in ("obj", "obj2"):
             phrasing = phrasing.replace("{" + k + "}", slot_value("obj", rng))
-        phrasing = phrasing.replace("{q}", random_question(rng, "dog")).replace("{style}", random_style(rng))
+        phrasing = phrasing.replace("{q}", random_question(rng, "dog")).replace("{style}", random_style(rng)).replace(
+            "{desc}", random_description(rng))
         return Episode(tools, list(ctx.history), phrasing, [], "Please upload an image first, then I can do that.", "no_tool_noimage")
     pool = load_no_tool_examples()[ctx.split]
     kind = "text" if rng.random() < 0.7 else "chat"
