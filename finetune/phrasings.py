@@ -298,6 +298,11 @@ SLOT_VALUES = {
     # No commas: the comma separates a tool's arguments.
     "data": ["3 5 8 2", "apples 10 pears 4 plums 7", "10 20 30", "jan 5 feb 7 mar 9", "red 40% blue 60%"],
     "link": ["https://example.com", "www.my-shop.com", "https://github.com/efe", "my wifi password 1234"],
+    "region": ["top half", "bottom half", "left side", "right side", "top left corner", "bottom right corner",
+               "center", "upper third", "lower third"],
+    "number": ["2", "3", "4", "5", "6", "8"],
+    "format": ["png", "jpeg", "webp", "gif", "bmp", "tiff"],
+    "percent": ["50%", "25%", "75%", "10%", "30%", "80%", "60%"],
 }
 
 

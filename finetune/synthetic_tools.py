@@ -36,6 +36,10 @@ ARG_LABELS = {
     "data": "data to plot",
     "link": "text or link to encode",
     "img": "image_path of the second image",
+    "region": "region of the image",
+    "number": "number",
+    "format": "file format",
+    "percent": "percentage",
 }
 
 _DESCRIPTION_STYLES = (
@@ -58,6 +62,8 @@ class SyntheticFamily:
     output: str  # image | text
     train: tuple[str, ...]
     val: tuple[str, ...]
+    # What a text-output tool answers (optional 10th field), so its Observation is not a bare "done".
+    observations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,9 +92,10 @@ def load_synthetic_families() -> tuple[SyntheticFamily, ...]:
         if not line or line.startswith("#"):
             continue
         fields = [f.strip() for f in line.split("|")]
-        if len(fields) != 9:
-            raise ValueError(f"synthetic_tools.txt: expected 9 '|' fields, got {len(fields)}: {line[:60]!r}")
-        family, group, names, gist, likes, args, output, train, val = fields
+        if len(fields) not in (9, 10):
+            raise ValueError(f"synthetic_tools.txt: expected 9 or 10 '|' fields, got {len(fields)}: {line[:60]!r}")
+        family, group, names, gist, likes, args, output, train, val = fields[:9]
+        observations = _split(fields[9]) if len(fields) == 10 else ()
         if args.startswith("text:"):
             arg_kinds: tuple[str, ...] = (args.split(":", 1)[1],)
         else:
@@ -98,13 +105,20 @@ def load_synthetic_families() -> tuple[SyntheticFamily, ...]:
                 raise ValueError(f"synthetic_tools.txt: family {family} has unknown argument kind {kind!r}")
         if output not in ("image", "text"):
             raise ValueError(f"synthetic_tools.txt: family {family} output must be image or text")
+        if observations and output != "text":
+            raise ValueError(f"synthetic_tools.txt: family {family} lists observations but does not output text")
         out.append(SyntheticFamily(family, group, _split(names), gist, _split(likes), arg_kinds, output,
-                                   _split(train), _split(val)))
+                                   _split(train), _split(val), observations))
     return tuple(out)
 
 
 def _inputs_phrase(args: tuple[str, ...]) -> str:
     labels = ["image_path" if (i == 0 and a == "img") else ARG_LABELS[a] for i, a in enumerate(args)]
+    # Two slots of one kind (two colors) must still be told apart in the description.
+    for label in set(labels):
+        if labels.count(label) == 2:
+            first = labels.index(label)
+            labels[first], labels[labels.index(label, first + 1)] = f"first {label}", f"second {label}"
     if len(labels) == 1:
         return f"a string, representing the {labels[0]}"
     joined = ", the ".join(labels[1:-1])

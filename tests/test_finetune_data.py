@@ -210,3 +210,28 @@ def test_synthetic_tools_are_sometimes_renamed_but_real_ones_never():
     # Validation keeps the names a user sees.
     for ep in generate_episodes(100, seed=5, split="val"):
         assert all(t.name in known for t in ep.tools)
+
+
+def test_synthetic_vocabulary_is_varied_and_every_slot_can_be_filled():
+    from efe_langchain.finetune.phrasings import SLOT_VALUES
+    from efe_langchain.finetune.synthetic_tools import ARG_LABELS
+
+    fams = load_synthetic_families()
+    assert len(fams) >= 200 and len({f.family for f in fams}) == len(fams)
+    assert len({t.name for t in synthetic_tools()}) == len(synthetic_tools())
+    assert set(ARG_LABELS) - {"img"} <= set(SLOT_VALUES)
+    # Slot values must not carry the comma that separates a tool's arguments.
+    for kind in ARG_LABELS:
+        assert all("," not in v for v in SLOT_VALUES.get(kind, ())), kind
+    # Several groups hold both image-output and text-output tools, and some take two images.
+    assert sum(f.output == "text" for f in fams) >= 40
+    assert sum("img" in f.args[1:] for f in fams) >= 8
+    for f in fams:
+        assert not f.observations or f.output == "text", f.family
+
+
+def test_two_slots_of_one_kind_are_told_apart_in_the_description():
+    duotone = [t for t in synthetic_tools() if t.family.args == ("img", "color", "color")]
+    assert duotone
+    for t in duotone:
+        assert "the first color and the second color" in t.description
