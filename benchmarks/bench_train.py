@@ -41,7 +41,16 @@ def _run(mode: str, a) -> dict:
     if a.gradient_checkpointing:
         argv.append("--gradient_checkpointing")
     s = train(build_parser().parse_args(argv))
-    return {k: s[k] for k in ("real_tokens", "token_slots", "train_s", "real_tokens_per_s", "optimizer_steps", "world_size", "device")}
+    return {k: s[k] for k in ("real_tokens", "token_slots", "train_s", "real_tokens_per_s", "steady_real_tokens_per_s",
+                              "optimizer_steps", "world_size", "device")}
+
+
+def _run_safely(mode: str, a) -> dict:
+    """One mode's figures, or its error: a mode that fails must not take the others' results with it."""
+    try:
+        return _run(mode, a)
+    except Exception as exc:  # reported in the JSON, next to the modes that ran
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,19 +67,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default="/tmp/efe_bench_train")
     p.add_argument("--out", default=None, help="also write the JSON here")
     a = p.parse_args(argv)
-    res = {m: _run(m, a) for m in a.modes}
+    res = {m: _run_safely(m, a) for m in a.modes}
     rank = int(os.environ.get("RANK", 0))
     if rank:
         return 0
-    base = res.get("pad2048", {}).get("real_tokens_per_s")
+    key = "steady_real_tokens_per_s"
+    base = res.get("pad2048", {}).get(key)
     report = {
-        "machine": f"{platform.node()} {platform.machine()} / {next(iter(res.values()))['device']}",
+        "machine": f"{platform.node()} {platform.machine()} / "
+                   + next((r["device"] for r in res.values() if "device" in r), "?"),
         "world_size": int(os.environ.get("WORLD_SIZE", 1)),
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "micro_batch_size": a.micro_batch_size, "steps": a.steps, "lora_r": a.lora_r,
         "modes": res,
-        "speedup_vs_pad2048": {m: round(r["real_tokens_per_s"] / base, 2) for m, r in res.items()} if base else None,
-        "note": "train_s includes the first (warm-up) step; real tokens exclude padding",
+        "speedup_vs_pad2048": {m: round(r[key] / base, 2) for m, r in res.items() if r.get(key)} if base else None,
+        "note": "steady_real_tokens_per_s: after the first 2 optimizer steps, all ranks together; "
+                "train_s and real_tokens_per_s include the start-up; real tokens exclude padding",
     }
     text = json.dumps(report, indent=1)
     print(text)

@@ -75,6 +75,8 @@ class BareLocalLLM:
                 with torch.inference_mode():
                     gen = self.model.generate(**enc, max_new_tokens=max_new_tokens or self.max_new_tokens, do_sample=False,
                                               pad_token_id=tok.pad_token_id,
+                                              # Every special token ends a row, as in LocalLLM.generate_batch.
+                                              eos_token_id=sorted(self._decoder.eos_ids),
                                               stopping_criteria=[_TailStop(tok, stop, enc["input_ids"].shape[1])])
                 for row in gen[:, enc["input_ids"].shape[1]:]:
                     text = tok.decode(row, skip_special_tokens=True)

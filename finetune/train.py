@@ -256,6 +256,41 @@ def _make_trainer_class():
     return ResponseOnlyLogitsTrainer
 
 
+class _SteadyClock:
+    """Real tokens per second from the end of step ``warm_steps`` to the last step (this rank)."""
+
+    def __init__(self, trainer, warm_steps: int = 2):
+        self.trainer, self.warm = trainer, warm_steps
+        self.start: tuple[float, int] | None = None
+        self.end: tuple[float, int] | None = None
+
+    def _mark(self) -> tuple[float, int]:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.time(), self.trainer.real_tokens
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class _Cb(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                if state.global_step == clock.warm:
+                    clock.start = clock._mark()
+                elif state.global_step > clock.warm:
+                    clock.end = clock._mark()
+
+        return _Cb()
+
+    def tokens_per_s(self) -> float | None:
+        if not (self.start and self.end) or self.end[0] <= self.start[0]:
+            return None
+        return (self.end[1] - self.start[1]) / (self.end[0] - self.start[0])
+
+
 def _target_modules(spec: str) -> str | list[str]:
     s = spec.strip().strip("[]")
     if s in ("all-linear", "all_linear"):
@@ -439,6 +474,8 @@ def train(args) -> dict:
             r["length"] = len(r["input_ids"])
     trainer = Trainer(model=model, args=targs, train_dataset=train_ds,
                       eval_dataset=_ListDataset(val_rows) if val_rows else None, data_collator=collator)
+    steady = _SteadyClock(trainer, warm_steps=2)
+    trainer.add_callback(steady.callback())
     resume = args.resume_from_checkpoint
     if resume == "auto":
         ckpts = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
@@ -465,6 +502,7 @@ def train(args) -> dict:
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
     real = trainer.real_tokens * world
+    steady_tps = steady.tokens_per_s()
     summary = {
         "base_model": args.base_model + (f"/{args.gguf_file}" if args.gguf_file else ""),
         "samples": len(train_rows), "dropped_over_cutoff": dropped, "val_samples": len(val_rows),
@@ -478,6 +516,8 @@ def train(args) -> dict:
         "train_loss": result.training_loss, "load_s": round(t_load, 2), "train_s": round(train_s, 2),
         "real_tokens": real, "token_slots": trainer.token_slots * world,
         "real_tokens_per_s": round(real / train_s, 1) if train_s > 0 else None,
+        # After the first steps (CUDA start-up, allocator warm-up), all ranks together.
+        "steady_real_tokens_per_s": round(steady_tps * world, 1) if steady_tps else None,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
     }
     if trainer.is_world_process_zero():

@@ -72,6 +72,18 @@ PY
   sha256sum "$A"/adapter_model.safetensors | tee "$OUT/adapter/sha256.txt"
   cp "$W"/adapter/train_summary.json "$W"/adapter/loss.png "$OUT/" 2>/dev/null
   ;;
+gbench)  # a fresh machine after g1, g2: carry .carry_g3 .whl_efe; join, then only the batching-modes benchmark
+  cp .carry_g3/g_02 "$W/"
+  cat "$W/g_00" "$W/g_01" "$W/g_02" > "$GGUF"
+  echo "$SHA  $GGUF" | sha256sum -c - || exit 4
+  setup_python
+  python3 -c "
+import json
+from efe_langchain.finetune.offline_data import generate_samples
+json.dump(generate_samples(6000, seed=0), open('$W/train.json', 'w'))"
+  python3 benchmarks/bench_train.py --base_model $GGUF --data $W/train.json --micro_batch_size 16 --samples 6000 \
+    --steps ${BSTEPS:-12} --out "$OUT/bench_train_modes.json" 2>&1 | grep -v -E "Warning|GGUF tensors|Loading weights" | tail -60
+  ;;
 bench)
   setup_python
   B="python3 benchmarks/bench_train.py --base_model $GGUF --data $W/train.json --micro_batch_size 16 --samples 6000"
@@ -84,7 +96,7 @@ bench)
   done
   A=$(cat "$W/adapter_path")
   python3 benchmarks/bench_eval.py --base "$GGUF" --adapter "$A" --device cuda --annotations evaluation/data/val_generated.json \
-    --records 128 --batch-size 32 --max-new-tokens 128 2>&1 | grep -v Warning | tee "$OUT/bench_eval_gpu.txt" | tail -15
+    --records ${EREC:-64} --batch-size 32 --max-new-tokens 64 2>&1 | grep -v Warning | tee "$OUT/bench_eval_gpu.txt" | tail -15
   ;;
 eval)
   setup_python
@@ -109,5 +121,5 @@ eval)
   cp "$W"/eval/summary_*.json "$OUT/" 2>/dev/null
   ;;
 *)
-  echo "usage: $0 prepare|g1|g2|train|bench|eval"; exit 2 ;;
+  echo "usage: $0 prepare|g1|g2|train|bench|gbench|eval"; exit 2 ;;
 esac
