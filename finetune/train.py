@@ -393,7 +393,15 @@ def _training_arguments(**kw):
         kw["train_sampling_strategy"] = "group_by_length" if group else "random"
     else:
         kw["group_by_length"] = group
-    return TrainingArguments(**{k: v for k, v in kw.items() if k in params})
+    targs = TrainingArguments(**{k: v for k, v in kw.items() if k in params})
+    if targs.n_gpu > 1:  # (reading n_gpu sets the devices up)
+        # One process seeing several GPUs: the Trainer would wrap the model in nn.DataParallel, which
+        # splits the response-only loss's position index across replicas (and is slower than DDP).
+        # Use one GPU; torchrun / accelerate launch use them all.
+        print(f"{targs._n_gpu} GPUs visible to one process: training on one; launch with torchrun to use all",
+              file=sys.stderr)
+        targs._n_gpu = 1
+    return targs
 
 
 def train(args) -> dict:
