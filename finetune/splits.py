@@ -26,11 +26,24 @@ from .offline_data import (
 )
 from .phrasings import random_caption, random_image_path, tool_output_path
 
-__all__ = ["seen_catalog", "handwritten_records", "unseen_records", "write_splits", "load_handwritten"]
+__all__ = ["seen_catalog", "split_catalog", "handwritten_records", "unseen_records", "write_splits", "load_handwritten"]
+
+
+def _split_families() -> set[str]:
+    text = resources.files("efe_langchain.finetune").joinpath("data", "split_families.txt").read_text(encoding="utf-8")
+    return {l.strip() for l in text.splitlines() if l.strip() and not l.startswith("#")}
+
+
+def split_catalog():
+    """Real tools and the synthetic families frozen in ``data/split_families.txt``: the splits list
+    only these, so families added later for training do not change the committed splits."""
+    frozen = _split_families()
+    return [t for t in build_catalog() if t.source == "real" or t.family in frozen]
 
 
 def seen_catalog():
-    return build_catalog(exclude_families=UNSEEN_SYNTHETIC_FAMILIES + UNSEEN_REAL_TOOLS)
+    unseen = set(UNSEEN_SYNTHETIC_FAMILIES + UNSEEN_REAL_TOOLS)
+    return [t for t in split_catalog() if t.family not in unseen]
 
 
 def load_handwritten() -> list[tuple[list[str], str, list[str]]]:
@@ -92,7 +105,7 @@ def handwritten_records(seed: int = 7) -> list[dict]:
 
 def unseen_records(n_episodes: int = 300, seed: int = 11) -> list[dict]:
     """Requests for the held-out tools, listed among seen ones, phrased from both pools."""
-    catalog = build_catalog()
+    catalog = split_catalog()
     targets = set(UNSEEN_SYNTHETIC_FAMILIES) | set(UNSEEN_REAL_TOOLS)
     mix = {"synthetic": 0.7, "chain": 0.15, "direct_cond": 0.15}
     half = n_episodes // 2
