@@ -27,7 +27,7 @@ from transformers import StoppingCriteria
 
 from efe_langchain import react
 
-__all__ = ["BareLocalLLM", "load_bare_llm", "evaluate_splits", "main"]
+__all__ = ["BareLocalLLM", "load_bare_llm", "evaluate_splits", "summary_report", "main"]
 
 
 class _TailStop(StoppingCriteria):
@@ -149,8 +149,62 @@ def evaluate_splits(llm, splits: Sequence[str], out: str | Path, decodings: Sequ
     return result
 
 
+def summary_report(folder: str | Path) -> tuple[Path, Path]:
+    """``summary.md`` (one table per decoding: models x splits) and ``summary.png`` (SR bars) from
+    every ``summary_<label>.json`` in ``folder``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    runs = {p.stem[len("summary_"):]: json.loads(p.read_text()) for p in sorted(folder.glob("summary_*.json"))}
+    if not runs:
+        raise FileNotFoundError(f"no summary_*.json in {folder}")
+    splits = list(dict.fromkeys(s for r in runs.values() for s in r))
+    decs = [d for d in ("constrained", "free") if any(d in r.get(s, {}) for r in runs.values() for s in splits)]
+    lines = [f"# Scores of {', '.join(runs)} (percent, EVAL_FORMAT.md; strict needs the exact image path)", ""]
+    for dec in decs:
+        lines += [f"## {dec} decoding", "", "| model | split | n | SR_t | SR_act | SR_args | SR | strict |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for label, r in runs.items():
+            for split in splits:
+                m = r.get(split, {}).get(dec)
+                if m:
+                    lines.append(f"| {label} | {split} | {m['n']} | " + " | ".join(
+                        f"{m[k]:.1f}" for k in ("SR_t", "SR_act", "SR_args", "SR", "strict")) + " |")
+        lines.append("")
+    md = folder / "summary.md"
+    md.write_text("\n".join(lines), encoding="utf-8")
+
+    fig, axes = plt.subplots(1, len(decs), figsize=(5.5 * len(decs), 3.8), squeeze=False)
+    width = 0.8 / len(runs)
+    for ax, dec in zip(axes[0], decs):
+        for i, (label, r) in enumerate(runs.items()):
+            xs = [j + (i - (len(runs) - 1) / 2) * width for j in range(len(splits))]
+            ys = [r.get(s, {}).get(dec, {}).get("SR", 0.0) for s in splits]
+            ax.bar_label(ax.bar(xs, ys, width, label=label), fmt="%.0f", fontsize=7)
+        ax.set_xticks(range(len(splits)), splits, fontsize=8)
+        ax.set_ylim(0, 105)
+        ax.set_title(f"SR, {dec} decoding")
+        ax.set_ylabel("percent")
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    png = folder / "summary.png"
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return md, png
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["report"]:
+        # python -m efe_langchain.finetune.adapter_eval report FOLDER: tables and chart of its summaries
+        for path in summary_report(argv[1] if len(argv) > 1 else "."):
+            print(path)
+        return 0
     p.add_argument("--base", required=True, help="model folder or .gguf file")
     p.add_argument("--adapter", default=None)
     p.add_argument("--label", default=None)

@@ -45,3 +45,17 @@ def test_two_ranks_score_what_one_process_scores(tmp_path: Path, smollm2_tokeniz
         preds = {p["id"]: p["output"] for p in json.loads((tmp_path / "two" / f"base@{dec}" / name / "predictions.json").read_text())}
         ref = {p["id"]: p["output"] for p in json.loads((tmp_path / "one" / f"base@{dec}" / name / "predictions.json").read_text())}
         assert preds == ref and len(preds) == 6
+
+
+def test_summary_report_tables_every_label(tmp_path: Path):
+    from efe_langchain.finetune.adapter_eval import main
+
+    row = {"n": 10, "SR_t": 90.0, "SR_act": 80.0, "SR_args": 70.0, "SR": 60.0, "IoU": 50.0, "strict": 40.0}
+    (tmp_path / "summary_new.json").write_text(json.dumps({"val_handwritten": {"constrained": row, "free": row}}))
+    (tmp_path / "summary_base.json").write_text(json.dumps({"val_handwritten": {"constrained": dict(row, SR=0.0)}}))
+    assert main(["report", str(tmp_path)]) == 0
+    md = (tmp_path / "summary.md").read_text()
+    assert "| new | val_handwritten | 10 | 90.0 | 80.0 | 70.0 | 60.0 | 40.0 |" in md
+    assert "| base | val_handwritten | 10 | 90.0 | 80.0 | 70.0 | 0.0 | 40.0 |" in md
+    assert md.index("## constrained") < md.index("| base |") < md.index("## free")
+    assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"
