@@ -98,14 +98,33 @@ for _n in ("Canny Image", "Line Image", "Soft Hed Boundary Image", "Sketch Image
            "Depth", "Normal Map"):
     _FUNC[f"Generate Image Condition On {_n}"] = (_n.split()[0].lower() + "2image", "new image")
 
+# Answers of the text-output synthetic families written before synthetic_tools.txt had an observations field.
+_OBS_TEXT = {
+    "count": ["3", "2", "5", "1", "0", "there are 4"], "dominant_color": ["#d9c7a3, #3b5b7a, #f2f2f2", "blue, white and grey"],
+    "tags": ["beach, sunset, dog, summer", "city, street, night, lights", "food, pizza, table"],
+    "similar": ["similarity: 0.82", "similarity 0.15", "the images are 97% similar"], "exif": ["Canon EOS 80D, 2021-06-12 14:03, f/4", "iPhone 12, 2022-01-03"],
+    "nsfw": ["safe", "safe for work", "unsafe: contains violence"], "landmark": ["Eiffel Tower, Paris", "Golden Gate Bridge", "Big Ben, London"],
+    "species": ["golden retriever", "sunflower", "european robin", "tabby cat"], "food": ["about 650 kcal", "roughly 420 calories, high in carbs"],
+    "emotion_read": ["cheerful", "calm and peaceful", "gloomy"], "measure": ["about 2 meters tall", "roughly 1.5 m long"],
+    "position_query": ["left", "top right", "bottom", "center"],
+}
+
 # Pairs never listed together: both could serve the request, so any label would be arbitrary.
 _CONFLICTS_BY_GROUP = {"Instruct Image Using Text": {"style", "tone", "color"}}
 _CONFLICTS_BY_FAMILY = {
-    "Instruct Image Using Text": {"sky", "add_obj", "inpaint_region", "expression", "age_edit", "hair", "extend"},
+    "Instruct Image Using Text": {"sky", "add_obj", "inpaint_region", "expression", "age_edit", "hair", "extend",
+                                  # Families added later: edits and overlays a text instruction to pix2pix does as well.
+                                  "clothes_color", "wall_paint", "staging", "water_reflection", "confetti", "sparkles",
+                                  "lens_flare", "light_leak", "obj_glow", "glow"},
     "Answer Question About The Image": {"count", "position_query", "landmark", "species", "emotion_read", "food",
-                                        "dominant_color", "measure"},
-    "Replace Something From The Photo": {"recolor_obj", "hair"},
-    "Detect the Give Object": {"count", "position_query"},
+                                        "dominant_color", "measure",
+                                        # Families added later: questions about the picture that VQA answers as well.
+                                        "scene_type", "main_subject", "photo_or_art", "fire_check", "ppe_check",
+                                        "car_model", "art_style", "ripeness", "mineral", "plant_health", "clock_read",
+                                        "gauge_read", "light_direction", "photo_age", "car_damage", "chart_type",
+                                        "obj_weight", "obj_distance", "price_guess", "ai_check", "color_at"},
+    "Replace Something From The Photo": {"recolor_obj", "hair", "clothes_color", "wall_paint"},
+    "Detect the Give Object": {"count", "position_query", "fire_check"},
     "Get Photo Description": {"tags"},
 }
 # Groups people confuse across the real and synthetic vocabularies.
@@ -115,7 +134,7 @@ _NEIGHBOURS = {
     "edit": {"edit", "color", "segment"}, "look": {"look", "analyze"}, "analyze": {"analyze", "look", "find"},
     "generate": {"generate", "gen", "generate-cond"}, "gen": {"gen", "generate"}, "generate-cond": {"generate-cond", "generate"},
     "blur": {"blur", "tone"}, "tone": {"tone", "blur", "color"}, "color": {"color", "tone"}, "style": {"style", "edit"},
-    "geometry": {"geometry"}, "overlay": {"overlay", "edit"},
+    "geometry": {"geometry", "file"}, "overlay": {"overlay", "edit"}, "file": {"file", "geometry"},
 }
 
 
@@ -133,6 +152,7 @@ class CatalogTool:
     train: tuple[str, ...]
     val: tuple[str, ...]
     cond: str = ""  # for a conditioned generator: the tool that makes its condition image
+    observations: tuple[str, ...] = ()  # what a text-output tool answers (synthetic_tools.txt 10th field)
 
     @property
     def pair(self) -> tuple[str, str]:
@@ -157,8 +177,12 @@ def build_catalog(exclude_families: Iterable[str] = (), only_families: Iterable[
         fam = t.family
         if t.name in held:
             raise ValueError(f"synthetic tool {t.name!r} uses a held-out benchmark name")
+        observations = fam.observations or tuple(_OBS_TEXT.get(fam.family, ()))
+        if fam.output == "text" and not observations:
+            # Without answers its Observation would be made up ("done"), and so would the final answer.
+            raise ValueError(f"synthetic text tool family {fam.family!r} has no observations (10th field)")
         out.append(CatalogTool(t.name, t.description, fam.family, fam.group, "synthetic", fam.args, fam.output,
-                               fam.train, fam.val))
+                               fam.train, fam.val, observations=observations))
     return [t for t in out if t.family not in excluded and (only is None or t.family in only)]
 
 
@@ -193,15 +217,6 @@ def _pool(tool: CatalogTool, split: str) -> tuple[str, ...]:
     return tool.val if (split == "val" and tool.val) else tool.train
 
 
-_OBS_TEXT = {
-    "count": ["3", "2", "5", "1", "0", "there are 4"], "dominant_color": ["#d9c7a3, #3b5b7a, #f2f2f2", "blue, white and grey"],
-    "tags": ["beach, sunset, dog, summer", "city, street, night, lights", "food, pizza, table"],
-    "similar": ["similarity: 0.82", "similarity 0.15", "the images are 97% similar"], "exif": ["Canon EOS 80D, 2021-06-12 14:03, f/4", "iPhone 12, 2022-01-03"],
-    "nsfw": ["safe", "safe for work", "unsafe: contains violence"], "landmark": ["Eiffel Tower, Paris", "Golden Gate Bridge", "Big Ben, London"],
-    "species": ["golden retriever", "sunflower", "european robin", "tabby cat"], "food": ["about 650 kcal", "roughly 420 calories, high in carbs"],
-    "emotion_read": ["cheerful", "calm and peaceful", "gloomy"], "measure": ["about 2 meters tall", "roughly 1.5 m long"],
-    "position_query": ["left", "top right", "bottom", "center"],
-}
 _VQA_ANSWERS = {"how many": ["two", "3", "one", "four"], "what color": ["red", "white", "blue", "black and white"],
                 "is ": ["yes", "no"], "are ": ["yes", "no"]}
 
@@ -222,10 +237,21 @@ def _add_image(ctx: _Ctx, path: str | None = None) -> str:
     return path
 
 
+def _text_answer_templates(observation: str) -> list[str]:
+    """How a final answer carries a text tool's result; the sentence forms only where they read well
+    (not "It looks like yes, it has transparent pixels.", "Https://example.com.", "came....")."""
+    words = observation.split() or [""]
+    plain = observation[-1:] not in ".!?)" and not re.search(r"[/#@]|www\.", observation)  # no link, code or end mark
+    short_phrase = plain and "," not in observation and len(words) <= 8 and words[0].lower() not in ("yes", "no")
+    sentence = plain and observation[:1].isalpha()
+    return (["{o}", "{o}", "The answer is: {o}"] + ["It looks like {o}."] * short_phrase + ["{O}."] * sentence
+            + ["Result: {o}"])
+
+
 def _final_answer(ctx: _Ctx, tool: CatalogTool, observation: str) -> str:
     rng = ctx.rng
     if tool.output == "text":
-        return rng.choice(["{o}", "{o}", "The answer is: {o}", "It looks like {o}.", "{O}.", "Result: {o}"]).replace(
+        return rng.choice(_text_answer_templates(observation)).replace(
             "{o}", observation).replace("{O}", observation[:1].upper() + observation[1:])
     what = _FUNC.get(tool.name, ("", "result"))[1] if tool.source == "real" else "result"
     return rng.choice([
@@ -243,7 +269,9 @@ def _observe(ctx: _Ctx, tool: CatalogTool, source: str, args: dict) -> str:
         return ctx.captions.get(source, random_caption(rng)[0]).rstrip(".").lower()
     if tool.name == "Answer Question About The Image":
         return _vqa_answer(rng, args.get("q", ""))
-    return rng.choice(_OBS_TEXT.get(tool.family, ["done"]))
+    if not tool.observations:
+        raise ValueError(f"text tool {tool.name!r} has no example observations")
+    return rng.choice(tool.observations)
 
 
 def _fill(ctx: _Ctx, tool: CatalogTool, phrasing: str, target: str, second: str = "") -> tuple[str, str]:

@@ -21,6 +21,8 @@ __all__ = [
     "load_real_phrasings",
     "load_no_tool_examples",
     "wrap_request",
+    "wrapper_pool",
+    "starts_with_imperative",
     "add_typos",
     "random_caption",
     "random_image_path",
@@ -105,38 +107,119 @@ def load_no_tool_examples() -> dict[str, tuple[NoToolExample, ...]]:
     return {k: tuple(v) for k, v in pools.items()}
 
 
-# Wrappers around an imperative phrasing ("{r}" is the phrasing). Questions get only the light ones.
-_WRAP = {
+# Wrappers around a phrasing ("{r}" is the phrasing, "{R}" the same capitalised). Those that work with any
+# sentence ("hey, i want the edges of {img}") and those that need a verb phrase after them ("can you ...?":
+# only for phrasings that start with an imperative verb). Of the latter, those that make the user the subject
+# ("I want to ...") do not fit a command that says "me" ("give me the depth of {img}"). Questions get only the
+# light ones.
+_WRAP_ANY = {
+    "train": ["{r}", "{r}", "{r}", "{r}.", "{R}.", "{R}", "{r} please", "hey, {r}", "{r} thx", "{R}, thanks!",
+              "Hi! {R}.", "ok now {r}", "next, {r}", "now {r}", "quick one: {r}", "{R}!", "{R} asap"],
+    "val": ["{R} when you get a sec", "ok so {r}", "{R}, cheers", "right, {r}."],
+}
+_WRAP_VERB = {
     "train": [
-        "{r}", "{r}", "{r}", "{r}.", "{R}.", "{R}", "please {r}", "{r} please", "can you {r}?",
-        "could you {r}?", "could you please {r}", "I need you to {r}.", "hey, {r}", "{r} thx",
-        "I'd like to {r}", "I want to {r}", "help me {r}", "is it possible to {r}?", "pls {r}",
-        "{R}, thanks!", "Hi! {R}.", "ok now {r}", "next, {r}", "now {r}", "would you {r}?",
-        "for my project I need to {r}", "my teacher asked me to {r}, can you do it?",
-        "quick one: {r}", "{R}!", "{R} asap", "so... {r}?", "I was wondering if you could {r}",
+        "please {r}", "can you {r}?", "could you {r}?", "could you please {r}", "I need you to {r}.",
+        "is it possible to {r}?", "pls {r}", "would you {r}?", "so... {r}?", "I was wondering if you could {r}",
     ],
-    "val": [
-        "would you mind if we {r}?", "kindly {r}.", "any chance you could {r}?",
-        "Let's {r}.", "{R} when you get a sec", "my boss wants me to {r}, help",
-        "Do me a favour and {r}", "I'm hoping you can {r}",
-    ],
+    "val": ["kindly {r}.", "any chance you could {r}?", "Do me a favour and {r}", "I'm hoping you can {r}"],
+}
+_WRAP_VERB_USER = {
+    "train": ["I'd like to {r}", "I want to {r}", "help me {r}", "for my project I need to {r}",
+              "my teacher asked me to {r}, can you do it?"],
+    "val": ["would you mind if we {r}?", "Let's {r}.", "my boss wants me to {r}, help"],
 }
 _WRAP_QUESTION = {
     "train": ["{r}", "{r}?", "{R}?", "hey, {r}?", "{R}", "hmm, {r}?", "quick question: {r}?", "{r} ??"],
     "val": ["I'm curious, {r}?", "{R}? just wondering", "do you know {r}?"],
 }
+# Question wrappers that embed the question, so only a wh-question fits them.
+_WRAP_WH_QUESTION = frozenset({"do you know {r}?"})
+_WH_START = re.compile(r"^(what|what's|where|where's|how|which|who|when|why)\b", re.I)
 _QUESTION_START = re.compile(
     r"^(what|what's|where|where's|how|which|who|is|are|does|do|did|can|could|would|when|why|tell|"
     r"i have|in |looking|regarding|about|quick|\{q\}|\{style\}|on which|left|name)\b",
     re.I,
 )
+# First words of the phrasings (real_tools.txt, synthetic_tools.txt, the chain phrasings) that are imperative
+# verbs there. A list rather than a guess at parts of speech: "canny {img}", "depth map of {img}", "i want ...",
+# "the cat should ...", "diorama vibe for {img}" start with words that are not on it. A verb left off only
+# narrows that phrasing's wrappers to the ones that fit any sentence.
+_IMPERATIVE_VERBS = frozenset("""
+    add adjust age aim align alter analyse analyze anchor animate annotate answer apply assess audit balloon bathe
+    blank blend blow blur boost borrow break brighten bring build bulge calculate capture cartoonize carve cast
+    categorize celebrate censor change check chill chop circle classify clean clear clone color colorize combine
+    come compare compose compress compute connect convert copy correct corrupt count cover craft create crispen
+    curve cut cycle darken datamosh date deblock decode decompose decorate defocus delete denoise desaturate
+    describe design detect diagnose dial digitize direct display distort divide downscale draft drain draw drop
+    duplicate dye edit emboss encircle encode enhance enlarge equalize erase estimate exchange expand explain
+    explode export extend extract fade fake fill find finish fit fix flag flatten flesh flip fold follow force frame
+    furnish fuse generate get ghost give glitch go grade grain graph ground guess halo harmonize hide highlight
+    identify illustrate imagine improve increase inpaint insert interpolate invent invert isolate italicise join
+    keep kill label lay lean leave letterbox level lift lighten link list locate look loop lose lower make map mark
+    mask match measure merge mirror mix mock modify mold morph move narrate neutralize normalize nudge obscure
+    offset open optimize outline outpaint overlay pad paint pair pan partition paste patch pen perform pick pixelate
+    place plot point posterize predict present press preview print produce pull punch push put quantize raise read
+    rebuild recognise recognize recolor recommend recover recreate redo redraw reduce reflect regenerate register
+    relight relocate remake remix remove render reorder repaint repair repeat replace report rescue resize restore
+    restyle reveal reverse reword rework ring ripple rotate roughen run sample save scale scan scatter scramble
+    scrub sculpt search segment select send separate set sharpen shear shift show shower shrink shuffle sign
+    simulate skew slant slap slice smear smooth soften sort spell spin spiral split spot spotlight spread sprinkle
+    square squeeze stage stamp stick straighten streak stretch strip substitute suggest summarize superimpose
+    surround swap sweep swirl switch synthesize tag take tally tame teach tell throw tile tint trace track trade
+    transcode transcribe transfer transform try turn tweak tween twist undo unpack update use vectorize view
+    visualize warm warp wash watercolorize weigh whip widen wipe wrap write zoom
+""".split())
+# Words that make the one before them a noun: "mask of the cat", "emboss filter for {img}", "color key ...",
+# "morph sequence of ...", "frame-by-frame export of ...".
+_NOUN_FOLLOWERS = frozenset({"of", "for", "on", "pls", "please", "detection", "map", "effect", "version", "filter",
+                             "overlay", "look", "style", "check", "estimation", "prediction", "image", "key",
+                             "splash", "leak", "report", "sequence", "cloud", "blend", "export", "art", "factor",
+                             "range", "blur"})
+
+
+def _is_question(phrasing: str) -> bool:
+    return bool(_QUESTION_START.match(phrasing)) or phrasing.rstrip().endswith("?")
+
+
+def starts_with_imperative(phrasing: str) -> bool:
+    """Whether the phrasing is a command that reads on after "can you" or "help me" ("blur {img}")."""
+    words = phrasing.lower().split()
+    if not words or words[0][-1] in ",:;":  # "scatter, bar or line: which is {img}"
+        return False
+    first = words[0]
+    # "toon-ify {img}", "keystone-correct {img}", "hdr-ify": made-up verbs of a known verb or -ify.
+    made_up_verb = first.endswith("ify") or first.rsplit("-", 1)[-1] in _IMPERATIVE_VERBS
+    if first not in _IMPERATIVE_VERBS and not made_up_verb:
+        return False
+    if len(words) == 1:
+        return True
+    second = words[1]
+    # "paint mixing: {x} and {y}" names a thing; "tweak {img}: {style}" still commands.
+    return second.rstrip(",:;") not in _NOUN_FOLLOWERS and not (second.endswith(":") and "{" not in second)
+
+
+def wrapper_pool(phrasing: str, split: str = "train") -> list[str]:
+    """The wrappers that read naturally around this phrasing."""
+    if _is_question(phrasing):
+        pool = _WRAP_QUESTION[split]
+        if not _WH_START.match(phrasing):  # "do you know what ...", never "do you know is ..."
+            pool = [w for w in pool if w not in _WRAP_WH_QUESTION]
+    elif starts_with_imperative(phrasing):
+        user_can_do_it = not re.search(r"\bme\b", phrasing, re.I)  # not "I want to give me ..."
+        pool = _WRAP_ANY[split] + _WRAP_VERB[split] + (_WRAP_VERB_USER[split] if user_can_do_it else [])
+    else:
+        pool = _WRAP_ANY[split]
+    if re.search(r"\b(please|pls)\b", phrasing, re.I):
+        # "please blur {img} please": one please is enough.
+        pool = [w for w in pool if not re.search(r"\b(please|pls)\b", w)] or ["{r}"]
+    return pool
 
 
 def wrap_request(phrasing: str, rng: random.Random, split: str = "train") -> str:
-    """The phrasing inside a human wrapper ("could you ...?", "pls ...", "for my project ...")."""
-    question = bool(_QUESTION_START.match(phrasing)) or phrasing.startswith("{")
-    pool = (_WRAP_QUESTION if question else _WRAP)[split]
-    wrapper = rng.choice(pool)
+    """The phrasing inside a human wrapper ("could you ...?", "pls ...", "for my project ..."), one that reads
+    naturally around it: a command can follow "can you", a statement or a noun phrase cannot."""
+    wrapper = rng.choice(wrapper_pool(phrasing, split))
     cap = phrasing[:1].upper() + phrasing[1:]
     text = wrapper.replace("{R}", cap).replace("{r}", phrasing)
     text = text.replace("??", "?").replace("?.", "?")
@@ -240,7 +323,11 @@ _DESC_MOD = ["", "", "", "at sunset", "in the snow", "on the moon", "under the s
 
 
 def random_description(rng: random.Random) -> str:
-    return " ".join(p for p in (rng.choice(_DESC_SUBJ), rng.choice(_DESC_MOD)) if p)
+    subject, modifier = rng.choice(_DESC_SUBJ), rng.choice(_DESC_MOD)
+    # A tool argument stays short (12 words at most): "an old man with a beard" takes no long modifier.
+    if len(f"{subject} {modifier}".split()) > 12:
+        modifier = ""
+    return " ".join(p for p in (subject, modifier) if p)
 
 
 _QUESTIONS = ["what color is the {n}", "how many {n}s are there", "is it daytime or night",

@@ -235,3 +235,127 @@ def test_two_slots_of_one_kind_are_told_apart_in_the_description():
     assert duotone
     for t in duotone:
         assert "the first color and the second color" in t.description
+
+
+# -- text tools answer with their own results ---------------------------------------------------------
+def test_text_tools_answer_with_their_own_observations():
+    from efe_langchain.finetune.offline_data import _OBS_TEXT
+
+    catalog = build_catalog()
+    fams = {f.family: f for f in load_synthetic_families()}
+    text_families = {t.family for t in catalog if t.source == "synthetic" and t.output == "text"}
+    assert len(text_families) >= 50
+    seen = set()
+    for ep in generate_episodes(600, seed=4, catalog=catalog, mix={"synthetic": 1.0}, target_families=text_families,
+                                rename_prob=0.0):
+        tool = next(t for t in ep.tools if t.name == ep.steps[0][0])
+        obs = ep.steps[0][2]
+        answers = fams[tool.family].observations or tuple(_OBS_TEXT[tool.family])
+        assert obs in answers and obs != "done", (tool.family, obs)
+        assert obs.lower() in ep.answer.lower() and "done" not in ep.answer.lower(), ep.answer
+        seen.add(tool.family)
+    assert len(seen) >= 0.9 * len(text_families)
+
+
+def test_a_text_family_without_answers_is_an_error(monkeypatch):
+    from efe_langchain.finetune import offline_data
+    from efe_langchain.finetune.synthetic_tools import SyntheticFamily, SyntheticTool
+
+    fam = SyntheticFamily("mystery", "analyze", ("Mystery Reader",), "read a mystery", ("read it",), ("img",), "text",
+                          ("read {img}",), ("decode {img}",))
+    tool = SyntheticTool("Mystery Reader", "useful when you want to read a mystery", fam)
+    monkeypatch.setattr(offline_data, "synthetic_tools", lambda: (tool,))
+    with pytest.raises(ValueError, match="mystery"):
+        offline_data.build_catalog()
+
+
+def test_final_answers_of_text_tools_read_as_sentences():
+    from efe_langchain.finetune.offline_data import _text_answer_templates
+
+    assert "It looks like {o}." in _text_answer_templates("granite")
+    for obs in ("yes, it has transparent pixels", "https://example.com/menu", "Once upon a time a dog waited...",
+                "#3a6ea5", "r1bqkbnr/pppp1ppp/2n5/4p3/4P3/5N2/PPPP1PPP/RNBQKB1R w KQkq - 2 3"):
+        assert "It looks like {o}." not in _text_answer_templates(obs), obs
+    assert "{O}." not in _text_answer_templates("www.my-shop.com/sale")
+
+
+# -- which tools are listed together ------------------------------------------------------------------
+def test_conflicting_families_exist_and_are_never_listed_beside_their_real_tool():
+    from efe_langchain.finetune.offline_data import _CONFLICTS_BY_FAMILY
+
+    families = {f.family for f in load_synthetic_families()}
+    for real, conflicting in _CONFLICTS_BY_FAMILY.items():
+        assert real in {t.name for t in build_catalog() if t.source == "real"}, real
+        assert conflicting <= families, conflicting - families
+    for fam in ("scene_type", "car_damage", "clothes_color", "lens_flare"):
+        assert any(fam in c for c in _CONFLICTS_BY_FAMILY.values())
+    targets = set().union(*_CONFLICTS_BY_FAMILY.values()) - set(UNSEEN_SYNTHETIC_FAMILIES)
+    together = 0
+    for ep in generate_episodes(800, seed=2, mix={"synthetic": 1.0}, target_families=targets):
+        listed = {t.family for t in ep.tools}
+        for real, conflicting in _CONFLICTS_BY_FAMILY.items():
+            assert not (real in listed and listed & conflicting), (real, listed & conflicting)
+        together += any(t.source == "real" for t in ep.tools)
+    assert together > 200  # they are still listed beside other real tools
+
+
+def test_every_group_has_neighbours():
+    from efe_langchain.finetune.offline_data import _NEIGHBOURS
+
+    groups = {t.group for t in build_catalog()}
+    assert "file" in groups
+    for g in groups:
+        assert g in _NEIGHBOURS.get(g, ()), g
+
+
+# -- human wrappers around phrasings ------------------------------------------------------------------
+IMPERATIVE = ["blur the background of {img}", "make {img} black and white", "give me the depth map of {img}",
+              "remove the {obj} from {img}", "turn {img} into a scribble", "toon-ify {img}", "keystone-correct {img}",
+              "tweak {img}: {style}", "get rid of the glare in {img}", "split {img} into its rgb channels"]
+NOT_IMPERATIVE = ["i want the edges of {img}", "the cat should become a dog in {img}", "diorama vibe for {img}",
+                  "canny {img}", "depth map of {img} please", "{img} is too dark, make it {x}",
+                  "mask of the {obj} pls {img}", "sketch detection on {img}", "emboss filter for {img}",
+                  "scatter, bar or line: which is {img}", "paint mixing: {x} and {y}",
+                  "my scribble {img} should become {desc}", "only the {obj} in {img}, masked"]
+
+
+def test_imperative_phrasings_are_told_from_the_rest():
+    from efe_langchain.finetune.phrasings import starts_with_imperative
+
+    for p in IMPERATIVE:
+        assert starts_with_imperative(p), p
+    for p in NOT_IMPERATIVE:
+        assert not starts_with_imperative(p), p
+
+
+def test_wrappers_that_need_a_verb_wrap_only_commands():
+    import random
+
+    from efe_langchain.finetune.phrasings import (_WRAP_ANY, _WRAP_QUESTION, _WRAP_VERB, _WRAP_VERB_USER,
+                                                  wrap_request, wrapper_pool)
+
+    for split in ("train", "val"):
+        for p in NOT_IMPERATIVE:
+            assert set(wrapper_pool(p, split)) <= set(_WRAP_ANY[split]), p
+        pool = wrapper_pool("blur the background of {img}", split)
+        assert set(_WRAP_VERB[split]) | set(_WRAP_VERB_USER[split]) <= set(pool)
+        # "I want to give me ...": the user is not the subject of a command that says "me".
+        assert not set(wrapper_pool("give me the depth map of {img}", split)) & set(_WRAP_VERB_USER[split])
+        assert set(wrapper_pool("what color is the {obj} in {img}", split)) == set(_WRAP_QUESTION[split])
+        assert "do you know {r}?" not in wrapper_pool("is the {obj} in {img} ripe", split)
+    # The val wrappers stay a separate pool.
+    for pools in (_WRAP_ANY, _WRAP_VERB, _WRAP_VERB_USER, _WRAP_QUESTION):
+        assert not set(pools["train"]) & set(pools["val"])
+    rng = random.Random(0)
+    outs = {wrap_request("i want the edges of {img}", rng) for _ in range(300)}
+    assert len(outs) >= 8
+    assert not any(re.search(r"(can you|possible to|help me|want to|like to) i want", o, re.I) for o in outs)
+
+
+def test_generated_requests_never_wrap_a_statement_as_a_command():
+    garbled = re.compile(r"^(can you|could you|could you please|would you|help me|is it possible to|i'd like to|"
+                         r"i want to|i need you to|please|pls|kindly|let's|for my project i need to|"
+                         r"my teacher asked me to|my boss wants me to) (i|i'd|i'm|the|my|this|a|an)\b", re.I)
+    for split in ("train", "val"):
+        for ep in generate_episodes(1500, seed=8, split=split):
+            assert not garbled.search(ep.request), ep.request
