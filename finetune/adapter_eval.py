@@ -182,13 +182,21 @@ def summary_report(folder: str | Path) -> tuple[Path, Path]:
     for ax, dec in zip(axes[0], decs):
         for i, (label, r) in enumerate(runs.items()):
             xs = [j + (i - (len(runs) - 1) / 2) * width for j in range(len(splits))]
-            ys = [r.get(s, {}).get(dec, {}).get("SR", 0.0) for s in splits]
-            ax.bar_label(ax.bar(xs, ys, width, label=label), fmt="%.0f", fontsize=7)
+            ys = [r.get(s, {}).get(dec, {}).get("SR") for s in splits]
+            # A run that was not measured gets no bar (a bar at 0 would read as a score of 0).
+            have = [(x, y) for x, y in zip(xs, ys) if y is not None]
+            bars = ax.bar([x for x, _ in have], [y for _, y in have], width, label=label, color=f"C{i}")
+            ax.bar_label(bars, fmt="%.0f", fontsize=7)
+            for x, y in zip(xs, ys):
+                if y is None:
+                    ax.text(x, 1, "n/a", ha="center", va="bottom", fontsize=6, rotation=90, color=f"C{i}")
         ax.set_xticks(range(len(splits)), splits, fontsize=8)
         ax.set_ylim(0, 105)
         ax.set_title(f"SR, {dec} decoding")
         ax.set_ylabel("percent")
-    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    # Handles from a panel where every run has bars (an empty bar set has no colour of its own).
+    panel = max(axes[0], key=lambda a: len(a.get_legend_handles_labels()[0]) and sum(len(c) for c in a.containers))
+    axes[0][-1].legend(*panel.get_legend_handles_labels(), fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     png = folder / "summary.png"
     fig.savefig(png, dpi=120)
