@@ -110,12 +110,12 @@ eval)
       2>&1 | grep -a -E "^\[|Error|error" | tee -a "$OUT/eval.log"
     tar czf "$OUT/eval.tgz" -C "$W" eval 2>/dev/null
   }
+  # One launch per model (both decodings): each launch costs ~20 s of model loading on every rank.
   for m in ${MODELS:-new shipped base}; do
     case $m in
-      new)     run_eval adapter "$A" constrained; run_eval adapter "$A" free --batch_size 32 ;;
-      shipped) run_eval shipped efe_langchain/adapters/smollm2-135m-efe constrained
-               run_eval shipped efe_langchain/adapters/smollm2-135m-efe free --batch_size 32 ;;
-      base)    run_eval base none constrained; run_eval base none free --batch_size 32 --max_new_tokens 64 ;;
+      new)     run_eval adapter "$A" both --batch_size 32 ;;
+      shipped) run_eval shipped efe_langchain/adapters/smollm2-135m-efe both --batch_size 32 ;;
+      base)    run_eval base none both --batch_size 32 --max_new_tokens 64 ;;
     esac
   done
   cp "$W"/eval/summary_*.json "$OUT/" 2>/dev/null
