@@ -493,7 +493,11 @@ _NAME_FILLERS = ("Image", "Photo", "Picture", "Pic", "Visual", "Smart", "Quick",
 _NAME_TAILS = ("Tool", "Helper", "Utility", "Studio", "Kit", "Assistant", "Engine", "Module", "Service", "App")
 _CODENAMES = ("Kestrel", "Nimbus", "Quartz", "Juniper", "Falcon", "Orbit", "Maple", "Cobalt", "Lumen", "Vertex",
               "Saffron", "Tundra", "Pebble", "Zephyr", "Aurora", "Comet", "Indigo", "Onyx", "Willow", "Ember")
-_REAL_NAMES_LOWER: set[str] = set()
+
+
+@lru_cache(maxsize=None)
+def _real_names_lower() -> frozenset[str]:
+    return frozenset(spec.name.lower() for spec in load_tool_specs())
 
 
 def _fresh_name(rng: random.Random, tool: CatalogTool, taken: set[str]) -> str:
@@ -507,7 +511,7 @@ def _fresh_name(rng: random.Random, tool: CatalogTool, taken: set[str]) -> str:
             name = f"{rng.choice(_CODENAMES)} {rng.choice(_NAME_TAILS)}"
         else:
             name = f"{rng.choice(_NAME_FILLERS)} {rng.choice(_NAME_TAILS)} {rng.randint(2, 99)}"
-        if name.lower() not in taken and name.lower() not in _REAL_NAMES_LOWER:
+        if name.lower() not in taken and name.lower() not in _real_names_lower() and name not in heldout_names():
             return name
     return f"Tool {rng.randint(100, 999)}"
 
@@ -542,8 +546,6 @@ def generate_episodes(n: int, seed: int = 0, split: str = "train", catalog: list
     mix = mix or {"real": 0.38, "chain": 0.08, "direct_cond": 0.05, "synthetic": 0.31, "no_tool": 0.18}
     if rename_prob is None:
         rename_prob = 0.3 if split == "train" else 0.0
-    if not _REAL_NAMES_LOWER:
-        _REAL_NAMES_LOWER.update(s.name.lower() for s in load_tool_specs())
     targets = set(target_families) if target_families is not None else None
     callable_ = [t for t in catalog if targets is None or t.family in targets]
     real = [t for t in callable_ if t.source == "real" and not t.cond]
