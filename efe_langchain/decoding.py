@@ -77,6 +77,53 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return lo
 
 
+class _GeneratedTailStop:
+    """Stops each row once its GENERATED text holds a stop string, decoding only its last tokens.
+
+    ``generate(stop_strings=...)`` also matches across the prompt boundary (a prompt ending in "AI:"
+    and a generated ":" match "::") and rebuilds a vocabulary-wide table on every call.
+    """
+
+    def __init__(self, tokenizer, stops: Sequence[str], prompt_len: int):
+        self.tok, self.stops, self.start = tokenizer, [s for s in stops if s], prompt_len
+        # Enough tokens to hold the longest stop string however it is split.
+        self.tail = max([8] + [len(tokenizer.encode(s, add_special_tokens=False)) + 2 for s in self.stops])
+
+    def __call__(self, input_ids, scores, **kwargs):
+        if not self.stops:
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        texts = self.tok.batch_decode(input_ids[:, self.start:][:, -self.tail:], skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stops) for t in texts], device=input_ids.device)
+
+
+def generate_batch(model, tokenizer, prompts: Sequence[str], *, eos_ids: Sequence[int], max_new_tokens: int,
+                   stop: Sequence[str] = STOP_SEQUENCES, batch_size: int = 8, progress: bool = False) -> list[str]:
+    """Greedy completions with ``model.generate``, left-padded in batches; each cut before its first
+    stop string. Every id in ``eos_ids`` ends a row (a LoRA may end its turn with any special token)."""
+    from transformers import StoppingCriteriaList
+    from tqdm.auto import tqdm
+
+    out: list[str] = []
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        starts = range(0, len(prompts), batch_size)
+        for s in tqdm(starts, desc="generate", disable=not progress or len(starts) < 2):
+            enc = tokenizer(list(prompts[s : s + batch_size]), return_tensors="pt", padding=True).to(model.device)
+            width = enc["input_ids"].shape[1]
+            with torch.inference_mode():
+                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(eos_ids),
+                                     stopping_criteria=StoppingCriteriaList([_GeneratedTailStop(tokenizer, stop, width)]))
+            for row in gen[:, width:]:
+                text = tokenizer.decode(row, skip_special_tokens=True)
+                cut = min((i for i in (text.find(x) for x in stop if x) if i != -1), default=len(text))
+                out.append(text[:cut])
+    finally:
+        tokenizer.padding_side = old_side
+    return out
+
+
 class ReActDecoder:
     """Holds a model, its tokenizer and one prefix KV cache; decodes ReAct steps.
 

@@ -103,27 +103,6 @@ def _load_adapters(model, adapters: Sequence[str], merge: bool):
     return model
 
 
-def _stop_criteria(tokenizer, prompt_len: int, stop: Sequence[str]):
-    """Stop each row once its GENERATED text holds a stop string.
-
-    ``generate(stop_strings=...)`` also matches across the prompt boundary (a prompt ending in
-    "AI:" and a generated ":" match "::"), which would end a row before it wrote anything.
-    """
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    stops = [s for s in stop if s]
-
-    class _GeneratedTextStop(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            if not stops:
-                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-            texts = tokenizer.batch_decode(input_ids[:, prompt_len:], skip_special_tokens=True)
-            return torch.tensor([any(s in t for s in stops) for t in texts], device=input_ids.device)
-
-    return StoppingCriteriaList([_GeneratedTextStop()])
-
-
 def package_adapter_dir(name: str = "default") -> Path | None:
     """The LoRA adapter shipped in ``efe_langchain/adapters/<name>``, or None while none ships.
 
@@ -333,35 +312,11 @@ class LocalLLM(BaseLLM):
 
         Each output is cut before its first stop string.
         """
-        import torch
-        from tqdm.auto import tqdm
+        from efe_langchain.decoding import generate_batch
 
-        tok = self.tokenizer
-        max_new = max_new_tokens or self.max_new_tokens
-        out: list[str] = []
-        old_side = tok.padding_side
-        tok.padding_side = "left"
-        try:
-            starts = range(0, len(prompts), batch_size)
-            for s in tqdm(starts, desc="generate", disable=not progress or len(starts) < 2):
-                chunk = list(prompts[s : s + batch_size])
-                enc = tok(chunk, return_tensors="pt", padding=True).to(self._decoder.device)
-                with torch.inference_mode():
-                    gen = self.model.generate(
-                        **enc,
-                        max_new_tokens=max_new,
-                        do_sample=False,
-                        pad_token_id=tok.pad_token_id,
-                        eos_token_id=sorted(self._decoder.eos_ids),
-                        stopping_criteria=_stop_criteria(tok, enc["input_ids"].shape[1], stop),
-                    )
-                for row in gen[:, enc["input_ids"].shape[1] :]:
-                    text = tok.decode(row, skip_special_tokens=True)
-                    cut = min((i for i in (text.find(x) for x in stop) if i != -1), default=len(text))
-                    out.append(text[:cut])
-        finally:
-            tok.padding_side = old_side
-        return out
+        return generate_batch(self.model, self.tokenizer, prompts, eos_ids=self._decoder.eos_ids,
+                              max_new_tokens=max_new_tokens or self.max_new_tokens, stop=stop,
+                              batch_size=batch_size, progress=progress)
 
 
 def load_embedded_llm(adapter: str | None = "default", **kwargs) -> LocalLLM:

@@ -23,29 +23,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from transformers import StoppingCriteria
-
 from efe_langchain import react
 
 __all__ = ["BareLocalLLM", "load_bare_llm", "evaluate_splits", "summary_report", "main"]
-
-
-class _TailStop(StoppingCriteria):
-    """Per-row stop on stop strings, decoding only each row's last few tokens.
-
-    (``generate(stop_strings=...)`` rebuilds a vocabulary-wide matching table on every call, which
-    dominated the evaluation's time.)
-    """
-
-    def __init__(self, tokenizer, stops: Sequence[str], prompt_len: int, tail: int = 8):
-        self.tok, self.stops, self.start, self.tail = tokenizer, [s for s in stops if s], prompt_len, tail
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        new = input_ids[:, self.start:]
-        texts = self.tok.batch_decode(new[:, -self.tail:], skip_special_tokens=False)
-        return torch.tensor([any(s in t for s in self.stops) for t in texts], device=input_ids.device)
 
 
 class BareLocalLLM:
@@ -63,28 +43,10 @@ class BareLocalLLM:
 
     def generate_batch(self, prompts: Sequence[str], *, max_new_tokens: int | None = None,
                        stop: Sequence[str] = react.STOP_SEQUENCES, batch_size: int = 8, progress: bool = False) -> list[str]:
-        import torch
+        from efe_langchain.decoding import generate_batch
 
-        tok = self.tokenizer
-        out: list[str] = []
-        old = tok.padding_side
-        tok.padding_side = "left"
-        try:
-            for s in range(0, len(prompts), batch_size):
-                enc = tok(list(prompts[s:s + batch_size]), return_tensors="pt", padding=True).to(self._decoder.device)
-                with torch.inference_mode():
-                    gen = self.model.generate(**enc, max_new_tokens=max_new_tokens or self.max_new_tokens, do_sample=False,
-                                              pad_token_id=tok.pad_token_id,
-                                              # Every special token ends a row, as in LocalLLM.generate_batch.
-                                              eos_token_id=sorted(self._decoder.eos_ids),
-                                              stopping_criteria=[_TailStop(tok, stop, enc["input_ids"].shape[1])])
-                for row in gen[:, enc["input_ids"].shape[1]:]:
-                    text = tok.decode(row, skip_special_tokens=True)
-                    cut = min((i for i in (text.find(x) for x in stop) if i != -1), default=len(text))
-                    out.append(text[:cut])
-        finally:
-            tok.padding_side = old
-        return out
+        return generate_batch(self.model, self.tokenizer, prompts, eos_ids=self._decoder.eos_ids,
+                              max_new_tokens=max_new_tokens or self.max_new_tokens, stop=stop, batch_size=batch_size)
 
     def react_step(self, prompt, tools, image_paths=None, constrained: bool = True) -> str:
         return self._decoder.step(prompt, tools, image_paths, constrained=constrained, max_new_tokens=self.max_new_tokens)
