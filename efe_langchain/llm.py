@@ -169,7 +169,6 @@ class LocalLLM(BaseLLM):
         ``model`` may itself be a path ending in ``.gguf``. ``quantization`` is None, "8bit" or
         "4bit" (bitsandbytes, CUDA only). Extra keyword arguments set fields (``max_new_tokens``...).
         """
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if isinstance(adapters, (str, os.PathLike)):
