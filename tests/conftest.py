@@ -55,6 +55,16 @@ def tiny_lm(smollm2_tokenizer):
     return build_tiny_lm(smollm2_tokenizer), smollm2_tokenizer
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_lm, tmp_path_factory):
+    """The tiny model and tokenizer saved as a model folder, for code that loads from a path."""
+    model, tokenizer = tiny_lm
+    folder = tmp_path_factory.mktemp("tiny-model")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture()
 def tiny_llm(tiny_lm):
     """A fresh ``LocalLLM`` over the tiny model (fresh so that its prefix cache starts empty)."""

@@ -6,19 +6,9 @@ import io
 import subprocess
 import sys
 
-import pytest
 from PIL import Image
 
 from efe_langchain import cli
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tiny_lm, tmp_path_factory):
-    model, tokenizer = tiny_lm
-    folder = tmp_path_factory.mktemp("tiny-model")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def _args(model_dir, tmp_path, thread="t1"):

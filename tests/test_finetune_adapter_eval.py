@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import build_tiny_lm
-
 from efe_langchain.evaluation.sample import sample_eval_path
 
 
@@ -20,12 +18,8 @@ def _run(args: list[str], env_extra: dict[str, str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_two_ranks_score_what_one_process_scores(tmp_path: Path, smollm2_tokenizer):
-    model = build_tiny_lm(smollm2_tokenizer, seed=3)
-    model_dir = tmp_path / "tiny"
-    model.save_pretrained(model_dir)
-    smollm2_tokenizer.save_pretrained(model_dir)
-    common = ["--base", str(model_dir), "--split", str(sample_eval_path()), "--decoding", "both", "--limit", "6",
+def test_two_ranks_score_what_one_process_scores(tmp_path: Path, tiny_model_dir):
+    common = ["--base", str(tiny_model_dir), "--split", str(sample_eval_path()), "--decoding", "both", "--limit", "6",
               "--max_new_tokens", "12", "--batch_size", "4", "--device", "cpu"]
 
     single = _run([*common, "--out", str(tmp_path / "one")], {"WORLD_SIZE": "1", "RANK": "0"})

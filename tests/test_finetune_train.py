@@ -14,15 +14,6 @@ from efe_langchain.finetune.train import PaddedCollator, PaddingFreeCollator, bu
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tiny_lm, tmp_path_factory):
-    model, tok = tiny_lm
-    d = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
-
-
-@pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
     # Short conversations keep CPU steps fast; the same 4 samples repeat so the loss must fall.
     samples = [s for s in generate_samples(40, seed=3) if len(s["instruction"]) < 2600][:4]
@@ -31,16 +22,16 @@ def data_file(tmp_path_factory):
     return p
 
 
-def _args(tiny_dir, data_file, out, *extra):
+def _args(tiny_model_dir, data_file, out, *extra):
     return build_parser().parse_args([
-        "--base_model", str(tiny_dir), "--data_path", str(data_file), "--output_dir", str(out),
+        "--base_model", str(tiny_model_dir), "--data_path", str(data_file), "--output_dir", str(out),
         "--batch_size", "2", "--micro_batch_size", "2", "--learning_rate", "2e-2", "--lora_r", "8",
         "--logging_steps", "1", "--quiet", "--warmup_ratio", "0", "--lr_scheduler", "constant", *extra])
 
 
-def test_train_lowers_loss_saves_and_loads_back(tiny_dir, data_file, tmp_path):
+def test_train_lowers_loss_saves_and_loads_back(tiny_model_dir, data_file, tmp_path):
     out = tmp_path / "lora"
-    summary = train(_args(tiny_dir, data_file, out, "--max_steps", "8", "--save_steps", "4", "--group_by_length"))
+    summary = train(_args(tiny_model_dir, data_file, out, "--max_steps", "8", "--save_steps", "4", "--group_by_length"))
     assert summary["optimizer_steps"] == 8
     # 8 steps x 2 samples, counted once each (not the dataloader's prefetched batches).
     assert 0 < summary["real_tokens"] <= summary["token_slots"] <= 16 * 4096
@@ -52,8 +43,8 @@ def test_train_lowers_loss_saves_and_loads_back(tiny_dir, data_file, tmp_path):
 
     from efe_langchain.llm import LocalLLM
 
-    llm = LocalLLM.from_pretrained(str(tiny_dir), adapters=[str(out)], device="cpu", max_new_tokens=8)
-    base = LocalLLM.from_pretrained(str(tiny_dir), device="cpu", max_new_tokens=8)
+    llm = LocalLLM.from_pretrained(str(tiny_model_dir), adapters=[str(out)], device="cpu", max_new_tokens=8)
+    base = LocalLLM.from_pretrained(str(tiny_model_dir), device="cpu", max_new_tokens=8)
     prompt = json.loads(data_file.read_text())[0]["instruction"]
     ids = llm.tokenizer(prompt, return_tensors="pt").input_ids
     with torch.no_grad():
@@ -62,7 +53,7 @@ def test_train_lowers_loss_saves_and_loads_back(tiny_dir, data_file, tmp_path):
     assert isinstance(llm.invoke(prompt), str)
 
     # Resume: the checkpoint at step 4 continues to step 10.
-    resumed = train(_args(tiny_dir, data_file, out, "--max_steps", "10", "--resume_from_checkpoint", "auto"))
+    resumed = train(_args(tiny_model_dir, data_file, out, "--max_steps", "10", "--resume_from_checkpoint", "auto"))
     assert resumed["optimizer_steps"] == 10
 
 
