@@ -274,6 +274,22 @@ def _observe(ctx: _Ctx, tool: CatalogTool, source: str, args: dict) -> str:
     return rng.choice(tool.observations)
 
 
+# People often leave the image out entirely ("where are the birds", "write a caption"): the request
+# still concerns the last image. Only a reference that hangs on a preposition can go without breaking
+# the sentence.
+_ELIDABLE_REF = re.compile(r"\s+(?:in|of|from|on|to|for|inside|within)\s+\{img\}")
+ELIDE_RATE = 0.15
+
+
+def elide_image_reference(phrasing: str, rng: random.Random, rate: float | None = None) -> str:
+    """``phrasing`` without its "in {img}" part, ``rate`` (default ``ELIDE_RATE``) of the time when it
+    has exactly one."""
+    rate = ELIDE_RATE if rate is None else rate
+    if phrasing.count("{img}") != 1 or not _ELIDABLE_REF.search(phrasing) or rng.random() >= rate:
+        return phrasing
+    return _ELIDABLE_REF.sub("", phrasing, count=1)
+
+
 def _fill(ctx: _Ctx, tool: CatalogTool, phrasing: str, target: str, second: str = "") -> tuple[str, str]:
     """The request text and the Action Input for ``tool`` on image ``target``."""
     rng = ctx.rng
@@ -304,6 +320,8 @@ def _fill(ctx: _Ctx, tool: CatalogTool, phrasing: str, target: str, second: str 
             v = (noun if (s == "obj" and rng.random() < 0.4) else slot_value(s, rng))
             values["xy"[len(ordered)]] = v
             ordered.append(v)
+    if ctx.split == "train" and target and target == ctx.images[-1] and "{img2}" not in phrasing:
+        phrasing = elide_image_reference(phrasing, rng)
     text = add_typos(wrap_request(phrasing, rng, ctx.split), rng, rate=rng.choice([0.0, 0.0, 0.04, 0.1])).strip()
     ref = image_reference(rng, target, ctx.split, explicit=0.45 if target == ctx.images[-1] else 1.0) if target else ""
     ref2 = second

@@ -6,11 +6,13 @@
 #   g2      carry .carry_g2: second third
 #   train   carry .carry_g3 .whl_efe: join and check the GGUF, generate the offline data, LoRA-train on
 #           every GPU (torchrun), send the adapter back in pieces under $OUT/adapter
+#   resume  carry .whl_efe: go on from the last checkpoint of a train call that hit TRAIN_TIMEOUT
 #   bench   carry .whl_efe: training throughput (padded to 2048 / length-grouped / packed, one GPU; then
-#           the same command on 1, 2 and 4 GPUs) and evaluation throughput (batched vs batch size 1)
+#           the same command on 1, 2 and 4 GPUs)
+#   beval   carry .whl_efe: evaluation throughput on the GPU, batched against batch size 1
 #   eval    carry .whl_efe: every split, free and constrained, for the new adapter, the shipped one and
 #           the base model, RANKS processes spread over the GPUs
-# Knobs: EPISODES, EPOCHS, LR, R, ALPHA, MICRO, BATCH, TRAIN_TIMEOUT, RANKS, EVAL_TIMEOUT, MODELS.
+# Knobs: EPISODES, EPOCHS, LR, R, ALPHA, MICRO, BATCH, SAVE_STEPS, TRAIN_TIMEOUT, EREC, EBATCH, RANKS, EVAL_TIMEOUT, MODELS.
 # Prepare the carried folders here with `scripts/gpu_train.sh prepare`.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -30,6 +32,27 @@ setup_python() {
   ln -sfn ../evaluation efe_langchain/evaluation
 }
 ngpu() { nvidia-smi --query-gpu=name --format=csv,noheader | wc -l; }
+
+train_lora() {  # extra trainer args...; then the adapter goes back in pieces under $OUT/adapter
+  local N; N=$(ngpu)
+  timeout ${TRAIN_TIMEOUT:-420} torchrun --standalone --nproc_per_node "$N" -m efe_langchain.finetune.train \
+    --base_model "$GGUF" --data_path "$W/train.json" --output_dir "$W/adapter" --num_epochs ${EPOCHS:-1} \
+    --batch_size ${BATCH:-128} --micro_batch_size ${MICRO:-32} --learning_rate ${LR:-5e-4} --lora_r ${R:-32} \
+    --lora_alpha ${ALPHA:-32} --lora_target_modules all-linear --group_by_length --cutoff_len 2048 \
+    --save_steps ${SAVE_STEPS:-50} --save_total_limit 1 --save_dtype fp16 --logging_steps 10 --quiet "$@" \
+    2>&1 | grep -v Warning | tee -a "$OUT/train.log"
+  A="$W/adapter"
+  if [ ! -f "$A/adapter_model.safetensors" ]; then
+    A=$(ls -d $W/adapter/checkpoint-* 2>/dev/null | sort -t- -k2 -n | tail -1); echo "training cut short: using $A"
+  fi
+  echo "$A" > "$W/adapter_path"
+  # Files come back only under 16 MiB each: the fp16 adapter (~19 MB) travels in two pieces.
+  mkdir -p "$OUT/adapter"
+  cp "$A"/adapter_config.json "$OUT/adapter/"
+  split -b 15000000 -d "$A"/adapter_model.safetensors "$OUT/adapter/adapter_model.safetensors.part_"
+  sha256sum "$A"/adapter_model.safetensors | tee "$OUT/adapter/sha256.txt"
+  cp "$W"/adapter/train_summary.json "$W"/adapter/loss.png "$OUT/" 2>/dev/null
+}
 
 case "${1:-}" in
 prepare)  # here, before the calls: the three thirds of the GGUF and the wheels the machine lacks
@@ -53,24 +76,17 @@ s = generate_samples(${EPISODES:-36000}, seed=${SEED:-0})
 json.dump(s, open("$W/train.json", "w"))
 print("train samples", len(s), dict(collections.Counter(x["kind"] for x in s).most_common()))
 PY
-  N=$(ngpu)
-  timeout ${TRAIN_TIMEOUT:-420} torchrun --standalone --nproc_per_node "$N" -m efe_langchain.finetune.train \
-    --base_model "$GGUF" --data_path "$W/train.json" --output_dir "$W/adapter" --num_epochs ${EPOCHS:-1} \
-    --batch_size ${BATCH:-128} --micro_batch_size ${MICRO:-32} --learning_rate ${LR:-5e-4} --lora_r ${R:-32} \
-    --lora_alpha ${ALPHA:-32} --lora_target_modules all-linear --group_by_length --cutoff_len 2048 \
-    --save_steps 50 --save_total_limit 1 --save_dtype fp16 --logging_steps 10 --quiet \
-    2>&1 | grep -v Warning | tee "$OUT/train.log"
-  A="$W/adapter"
-  if [ ! -f "$A/adapter_model.safetensors" ]; then
-    A=$(ls -d $W/adapter/checkpoint-* 2>/dev/null | sort -t- -k2 -n | tail -1); echo "training cut short: using $A"
-  fi
-  echo "$A" > "$W/adapter_path"
-  # Files come back only under 16 MiB each: the fp16 adapter (~19 MB) travels in two pieces.
-  mkdir -p "$OUT/adapter"
-  cp "$A"/adapter_config.json "$OUT/adapter/"
-  split -b 15000000 -d "$A"/adapter_model.safetensors "$OUT/adapter/adapter_model.safetensors.part_"
-  sha256sum "$A"/adapter_model.safetensors | tee "$OUT/adapter/sha256.txt"
-  cp "$W"/adapter/train_summary.json "$W"/adapter/loss.png "$OUT/" 2>/dev/null
+  train_lora
+  ;;
+resume)  # the same machine, after a train call that ran out of time: go on from the last checkpoint
+  setup_python
+  train_lora --resume_from_checkpoint auto
+  ;;
+beval)  # evaluation throughput on the GPU (issue 4): batched against batch size 1, same records
+  setup_python
+  A=$(cat "$W/adapter_path" 2>/dev/null || echo efe_langchain/adapters/smollm2-135m-efe)
+  python3 benchmarks/bench_eval.py --base "$GGUF" --adapter "$A" --device cuda --annotations evaluation/data/val_generated.json \
+    --records ${EREC:-64} --batch-size ${EBATCH:-32} --max-new-tokens 64 2>&1 | grep -v Warning | tee "$OUT/bench_eval_gpu.txt" | tail -15
   ;;
 gbench)  # a fresh machine after g1, g2: carry .carry_g3 .whl_efe; join, then only the batching-modes benchmark
   cp .carry_g3/g_02 "$W/"
@@ -94,9 +110,6 @@ bench)
       --micro_batch_size 16 --samples 12000 --modes grouped --steps ${SSTEPS:-40} --out "$OUT/bench_train_gpus$n.json" \
       2>&1 | grep -v Warning | tail -25
   done
-  A=$(cat "$W/adapter_path")
-  python3 benchmarks/bench_eval.py --base "$GGUF" --adapter "$A" --device cuda --annotations evaluation/data/val_generated.json \
-    --records ${EREC:-64} --batch-size 32 --max-new-tokens 64 2>&1 | grep -v Warning | tee "$OUT/bench_eval_gpu.txt" | tail -15
   ;;
 eval)
   setup_python
@@ -121,5 +134,5 @@ eval)
   cp "$W"/eval/summary_*.json "$OUT/" 2>/dev/null
   ;;
 *)
-  echo "usage: $0 prepare|g1|g2|train|bench|gbench|eval"; exit 2 ;;
+  echo "usage: $0 prepare|g1|g2|train|resume|bench|beval|gbench|eval"; exit 2 ;;
 esac

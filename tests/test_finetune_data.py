@@ -359,3 +359,31 @@ def test_generated_requests_never_wrap_a_statement_as_a_command():
     for split in ("train", "val"):
         for ep in generate_episodes(1500, seed=8, split=split):
             assert not garbled.search(ep.request), ep.request
+
+
+def test_image_reference_is_sometimes_left_out_but_the_argument_keeps_the_path(monkeypatch):
+    import random
+
+    from efe_langchain.finetune.offline_data import elide_image_reference
+
+    rng = random.Random(0)
+    out = [elide_image_reference("where is the {obj} in {img}", rng) for _ in range(400)]
+    assert 0.08 < out.count("where is the {obj}") / len(out) < 0.25
+    assert set(out) == {"where is the {obj}", "where is the {obj} in {img}"}
+    # No preposition to hang on, or two images: never elided.
+    assert {elide_image_reference("describe {img}", rng, rate=1.0)} == {"describe {img}"}
+    assert elide_image_reference("compare {img} with {img2}", rng, rate=1.0) == "compare {img} with {img2}"
+
+    from efe_langchain.finetune import offline_data
+    from efe_langchain.finetune.phrasings import _REFS
+
+    refs = re.compile("|".join(re.escape(r) for r in _REFS["train"] if len(r) > 2) + r"|\.(png|jpe?g|webp|bmp)\b", re.I)
+
+    def unreferenced(rate):
+        monkeypatch.setattr(offline_data, "ELIDE_RATE", rate)
+        s = generate_samples(600, seed=5)
+        tool_steps = [x for x in s if x["kind"] in ("real", "synthetic") and react.IMAGE_PATH_RE.search(x["output"])]
+        return sum(not refs.search(x["instruction"].split("New input:")[-1].split("\n")[0]) for x in tool_steps)
+
+    # Requests that name no image at all still act on the last one, and only elision makes them.
+    assert unreferenced(1.0) > unreferenced(0.0) + 100
