@@ -9,7 +9,8 @@ Both runs use the same model, the same first N records of the annotation file (d
 shipped sample_eval.json) and the whole harness (rollout with reference observations, JSONL
 store); only ``batch_size`` differs. One run each, in the same process, batched first, after a
 one-record warm-up. Prints the machine, the command, records/second of each and the ratio, and how
-many predictions came out identical (left padding can change a greedy continuation slightly).
+many predictions came out identical (left padding can change a greedy continuation slightly) and
+the scores of both runs.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from efe_langchain.evaluation.records import load_records
-    from efe_langchain.evaluation.run import evaluate_runner, load_local_llm, parse_model_spec
+    from efe_langchain.evaluation.run import evaluate_runner, load_local_llm, parse_model_spec, score_predictions
     from efe_langchain.evaluation.runners import LocalRunner, RolloutState
     from efe_langchain.evaluation.sample import sample_eval_path
 
@@ -89,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     same = sum(outputs[1][k] == outputs[args.batch_size][k] for k in outputs[1])
     print(f"speed-up batched (bs={args.batch_size}) vs bs=1: {results[1] / results[args.batch_size]:.2f}x; "
           f"identical predictions: {same}/{len(records)}")
+    # Where predictions differ (bf16 on a GPU: a left-padded row is not bit-identical to a lone one),
+    # the scores say whether it matters.
+    for bs in (args.batch_size, 1):
+        m = score_predictions(records, outputs[bs])["overall"]
+        print(f"scores batch_size={bs:<3d} " + "  ".join(f"{k} {m[k]:.1f}" for k in ("SR_t", "SR_act", "SR_args", "SR")))
     return 0
 
 
