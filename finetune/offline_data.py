@@ -277,7 +277,11 @@ def _observe(ctx: _Ctx, tool: CatalogTool, source: str, args: dict) -> str:
 # People often leave the image out entirely ("where are the birds", "write a caption"): the request
 # still concerns the last image. Only a reference that hangs on a preposition can go without breaking
 # the sentence.
-_ELIDABLE_REF = re.compile(r"\s+(?:in|of|from|on|to|for|inside|within)\s+\{img\}")
+_ELIDABLE_REFS = (
+    re.compile(r",?\s+(?:in|of|from|on|to|for|inside|within)\s+\{img\}"),  # "where is the cat in {img}"
+    re.compile(r"\s*\((?:look at |about )?\{img\}\)"),                      # "{q}? ({img})"
+    re.compile(r"\s+-\s+\{img\}$|^\{img\}\s+-\s+"),                        # "{q} - {img}", "{img} - {q}?"
+)
 ELIDE_RATE = 0.15
 
 
@@ -285,9 +289,12 @@ def elide_image_reference(phrasing: str, rng: random.Random, rate: float | None 
     """``phrasing`` without its "in {img}" part, ``rate`` (default ``ELIDE_RATE``) of the time when it
     has exactly one."""
     rate = ELIDE_RATE if rate is None else rate
-    if phrasing.count("{img}") != 1 or not _ELIDABLE_REF.search(phrasing) or rng.random() >= rate:
+    if phrasing.count("{img}") != 1:
         return phrasing
-    return _ELIDABLE_REF.sub("", phrasing, count=1)
+    pattern = next((p for p in _ELIDABLE_REFS if p.search(phrasing)), None)
+    if pattern is None or rng.random() >= rate:
+        return phrasing
+    return pattern.sub("", phrasing, count=1)
 
 
 def _fill(ctx: _Ctx, tool: CatalogTool, phrasing: str, target: str, second: str = "") -> tuple[str, str]:

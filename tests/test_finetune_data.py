@@ -373,6 +373,10 @@ def test_image_reference_is_sometimes_left_out_but_the_argument_keeps_the_path(m
     # No preposition to hang on, or two images: never elided.
     assert {elide_image_reference("describe {img}", rng, rate=1.0)} == {"describe {img}"}
     assert elide_image_reference("compare {img} with {img2}", rng, rate=1.0) == "compare {img} with {img2}"
+    # The sentence stays whole: commas, brackets and dashes go with the reference.
+    for before, after in [("{q}, in {img}?", "{q}?"), ("{q}? (look at {img})", "{q}?"), ("{img} - {q}?", "{q}?"),
+                          ("extract soft boundaries, not hard edges, from {img}", "extract soft boundaries, not hard edges")]:
+        assert elide_image_reference(before, rng, rate=1.0) == after
 
     from efe_langchain.finetune import offline_data
     from efe_langchain.finetune.phrasings import _REFS
