@@ -250,7 +250,9 @@ class ToolStepLimitMiddleware(AgentMiddleware):
 
     Two rules: after ``max_steps`` tool results in one turn, and (``stop_on_repeat``) when the
     model asks for exactly the call it just made, whose result it already has. Small models do
-    the latter a lot; running the tool again would only show them the same observation.
+    the latter a lot; running the tool again would only show them the same observation. And a
+    final answer that pastes a tool's ``Error: ...`` into a sentence is replaced by a plain "I could
+    not do that. <the error>".
     """
 
     def __init__(self, max_steps: int = DEFAULT_MAX_TOOL_STEPS, stop_on_repeat: bool = True) -> None:
@@ -274,15 +276,24 @@ class ToolStepLimitMiddleware(AgentMiddleware):
         return None, previous, results
 
     def _after(self, response: Any, previous: list, results: list) -> Any:
-        if not (self.stop_on_repeat and previous and results):
+        if not results:
             return response
         new = _response_message(response)
-        if new is not None and new.tool_calls and all(_same_call(c, previous[-1]) for c in new.tool_calls):
-            last = _text(results[-1]).strip()
-            failed = last.startswith("Error") or getattr(results[-1], "status", None) == "error"
+        if new is None:
+            return response
+        last = _text(results[-1]).strip()
+        failed = last.startswith("Error") or getattr(results[-1], "status", None) == "error"
+        if self.stop_on_repeat and previous and new.tool_calls and all(_same_call(c, previous[-1]) for c in new.tool_calls):
             return AIMessage(
                 content=f"I could not do that. {last}" if failed else last,
                 response_metadata={**new.response_metadata, "stopped": "repeated_tool_call"},
+            )
+        # A small model copies a failed tool's error into a success sentence ("The result is ready:
+        # Error: ..."): the user must read that it failed, and why.
+        if failed and not new.tool_calls and "Error:" in _text(new) and not _text(new).lstrip().startswith("I could not"):
+            return AIMessage(
+                content=f"I could not do that. {last}",
+                response_metadata={**new.response_metadata, "rewritten": "tool_error_echoed"},
             )
         return response
 

@@ -161,6 +161,22 @@ def test_tool_errors_come_back_as_observations(tmp_path):
     assert _last_prompt(agent.history("e")).endswith("Observation: Error: flaky failed: RuntimeError: the backend fell over\n")
 
 
+def test_an_answer_that_pastes_a_tool_error_into_a_success_sentence_says_it_failed(tmp_path):
+    llm = _scripted(
+        "Thought: Do I need to use a tool? Yes\nAction: flaky\nAction Input: hello",
+        "Thought: Do I need to use a tool? No\nAI: The result is ready: Error: flaky failed: RuntimeError: the backend fell over",
+    )
+    agent = EFEAgent(model=llm, tools=[flaky], workspace=tmp_path, checkpointer="memory")
+    answer = agent.invoke("use flaky", thread_id="p")
+    assert answer == "I could not do that. Error: flaky failed: RuntimeError: the backend fell over"
+    assert agent.history("p")[-1].response_metadata["rewritten"] == "tool_error_echoed"
+    # A tool that worked, and an answer that mentions an error of its own: both left alone.
+    llm = _scripted("Thought: Do I need to use a tool? Yes\nAction: count_letters\nAction Input: hello",
+                    "Thought: Do I need to use a tool? No\nAI: Error: none, it has 5 letters")
+    agent = EFEAgent(model=llm, tools=[count_letters], workspace=tmp_path, checkpointer="memory")
+    assert agent.invoke("count", thread_id="q") == "Error: none, it has 5 letters"
+
+
 def test_a_looping_model_is_stopped_after_max_tool_steps(tmp_path):
     steps = [f"Thought: Do I need to use a tool? Yes\nAction: count_letters\nAction Input: {'a' * n}" for n in range(1, 11)]
     agent = EFEAgent(model=_scripted(*steps), tools=[count_letters], workspace=tmp_path, max_tool_steps=3)
