@@ -424,9 +424,32 @@ def _single(ctx: _Ctx, tool: CatalogTool, kind: str) -> Episode:
     if tool.name == "Answer Question About The Image":
         parsed["q"] = args.split(", ", 1)[1]
     obs = _observe(ctx, tool, target, parsed)
+    answer = _final_answer(ctx, tool, obs)
+    if ctx.split == "train" and rng.random() < TOOL_ERROR_RATE:
+        obs = _tool_error(rng, tool, target, parsed)
+        answer = f"I could not do that. {obs}"
     tools = _pick_tools(ctx, [tool])
-    return Episode(tools, list(ctx.history), request, [(tool.name, args, obs)], _final_answer(ctx, tool, obs), kind,
+    return Episode(tools, list(ctx.history), request, [(tool.name, args, obs)], answer, kind,
                    ctx.captions.get(target, ""), target)
+
+
+# Tools fail (missing weights, unreadable files, objects a detector cannot look for); the model must
+# say so instead of presenting the error as a result.
+TOOL_ERROR_RATE = 0.03
+
+
+def _tool_error(rng: random.Random, tool: CatalogTool, target: str, parsed: dict) -> str:
+    errors = [
+        f"Error: {tool.name} failed: RuntimeError: CUDA out of memory",
+        f"Error: {tool.name}: its model weights are not installed; `efe tools` says how to get them",
+        f"Error: {tool.name} timed out after 120 s",
+    ]
+    if target:
+        errors.append(f"Error: {tool.name}: cannot read the image {target}: the file is not a valid image")
+    obj = parsed.get("obj") or parsed.get("x")
+    if obj:
+        errors.append(f"Error: {tool.name}: this detector cannot look for '{obj}'")
+    return rng.choice(errors)
 
 
 _CHAIN_PHRASINGS = {
