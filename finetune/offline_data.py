@@ -115,17 +115,26 @@ _CONFLICTS_BY_FAMILY = {
     "Instruct Image Using Text": {"sky", "add_obj", "inpaint_region", "expression", "age_edit", "hair", "extend",
                                   # Families added later: edits and overlays a text instruction to pix2pix does as well.
                                   "clothes_color", "wall_paint", "staging", "water_reflection", "confetti", "sparkles",
-                                  "lens_flare", "light_leak", "obj_glow", "glow"},
+                                  "lens_flare", "light_leak", "obj_glow", "glow",
+                                  "obj_gold", "obj_frozen", "obj_melt", "obj_stylize", "obj_transparent", "sign_text",
+                                  "shirt_text", "cake_candles", "window_view", "fireworks", "sun_rays", "spotlight",
+                                  "paint_splatter", "papercut", "origami", "hatching", "region_exposure"},
     "Answer Question About The Image": {"count", "position_query", "landmark", "species", "emotion_read", "food",
                                         "dominant_color", "measure",
                                         # Families added later: questions about the picture that VQA answers as well.
                                         "scene_type", "main_subject", "photo_or_art", "fire_check", "ppe_check",
                                         "car_model", "art_style", "ripeness", "mineral", "plant_health", "clock_read",
                                         "gauge_read", "light_direction", "photo_age", "car_damage", "chart_type",
-                                        "obj_weight", "obj_distance", "price_guess", "ai_check", "color_at"},
-    "Replace Something From The Photo": {"recolor_obj", "hair", "clothes_color", "wall_paint"},
-    "Detect the Give Object": {"count", "position_query", "fire_check"},
-    "Get Photo Description": {"tags"},
+                                        "obj_weight", "obj_distance", "price_guess", "ai_check", "color_at",
+                                        "time_of_day", "season_guess", "weather_read", "cloud_type", "sun_elevation",
+                                        "shot_type", "camera_angle", "obj_color_name", "obj_motion", "obj_sunlit",
+                                        "obj_occlusion", "obj_frame_share", "relation", "obj_gap", "color_share",
+                                        "hazard_check", "access_check", "aspect_ratio"},
+    "Replace Something From The Photo": {"recolor_obj", "hair", "clothes_color", "wall_paint", "window_view", "obj_gold",
+                                         "sign_text"},
+    "Remove Something From The Photo": {"region_erase"},
+    "Detect the Give Object": {"count", "position_query", "fire_check", "relation", "obj_frame_share", "obj_occlusion"},
+    "Get Photo Description": {"tags", "weather_read", "time_of_day", "season_guess", "cloud_type"},
 }
 # Groups people confuse across the real and synthetic vocabularies.
 _NEIGHBOURS = {

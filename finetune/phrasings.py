@@ -391,6 +391,8 @@ SLOT_VALUES = {
     "format": ["png", "jpeg", "webp", "gif", "bmp", "tiff"],
     "percent": ["50%", "25%", "75%", "10%", "30%", "80%", "60%"],
 }
+SLOT_VALUES["direction"] = SLOT_VALUES["position"]
+SLOT_VALUES["degrees"] = SLOT_VALUES["angle"]
 
 
 def slot_value(kind: str, rng: random.Random) -> str:

@@ -40,6 +40,10 @@ ARG_LABELS = {
     "number": "number",
     "format": "file format",
     "percent": "percentage",
+    # Same values as position / angle, for tools where they mean a side to point at or a direction of
+    # light, not a move or a rotation (the labels of held-out tools must not teach other jobs).
+    "direction": "direction",
+    "degrees": "angle",
 }
 
 _DESCRIPTION_STYLES = (
