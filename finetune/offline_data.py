@@ -334,6 +334,8 @@ def _fill(ctx: _Ctx, tool: CatalogTool, phrasing: str, target: str, second: str 
             if s == "img":
                 continue
             v = (noun if (s == "obj" and rng.random() < 0.4) else slot_value(s, rng))
+            while v in ordered:  # "the cat and the cat": two slots of one kind get different values
+                v = slot_value(s, rng)
             values["xy"[len(ordered)]] = v
             ordered.append(v)
     if ctx.split == "train" and target and target == ctx.images[-1] and "{img2}" not in phrasing:
