@@ -72,7 +72,7 @@ train)
   python3 - <<PY || exit 5
 import collections, json
 from efe_langchain.finetune.offline_data import generate_samples
-s = generate_samples(${EPISODES:-36000}, seed=${SEED:-0})
+s = generate_samples(${EPISODES:-44000}, seed=${SEED:-0})
 json.dump(s, open("$W/train.json", "w"))
 print("train samples", len(s), dict(collections.Counter(x["kind"] for x in s).most_common()))
 PY
