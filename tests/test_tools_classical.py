@@ -23,8 +23,10 @@ from efe_langchain.backends.classical import (
     LineSegments,
     TeleaInpaint,
 )
+from efe_langchain.backends.keyword_editor import KeywordEditor
 
-ALL = [CannyEdges, LineSegments, HaarFaces, TeleaInpaint, GrabCutSegmenter, FelzenszwalbSegmenter, ImageQuality, AutoEnhance]
+ALL = [CannyEdges, LineSegments, HaarFaces, TeleaInpaint, GrabCutSegmenter, FelzenszwalbSegmenter, ImageQuality, AutoEnhance,
+       KeywordEditor]
 
 
 @pytest.fixture(scope="module")

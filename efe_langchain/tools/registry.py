@@ -119,6 +119,7 @@ BACKENDS: dict[str, tuple[str, ...]] = {
     "segment_all": (_C + "FelzenszwalbSegmenter",),
     "quality": (_C + "ImageQuality",),
     "enhance": (_C + "AutoEnhance",),
+    "instruct": ("efe_langchain.backends.keyword_editor:KeywordEditor",),
 }
 DISCOVER_PACKAGES = ("efe_langchain.backends.embedded", "efe_langchain.backends.reference")
 KIND_ORDER = ("reference", "embedded", "classical")
