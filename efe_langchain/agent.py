@@ -245,6 +245,11 @@ class TrimHistoryMiddleware(AgentMiddleware):
         return await handler(self._trimmed(request))
 
 
+_ACKNOWLEDGES_FAILURE = re.compile(
+    r"\b(could ?n[o']t|can ?n[o']t|unable|not able|sorry|failed|fails|error|did ?n[o']t work|not possible|impossible)\b", re.I
+)
+
+
 class ToolStepLimitMiddleware(AgentMiddleware):
     """End a turn with a plain answer when the model loops.
 
@@ -252,7 +257,7 @@ class ToolStepLimitMiddleware(AgentMiddleware):
     model asks for exactly the call it just made, whose result it already has. Small models do
     the latter a lot; running the tool again would only show them the same observation. And a
     final answer that pastes a tool's ``Error: ...`` into a sentence is replaced by a plain "I could
-    not do that. <the error>".
+    not do that. <the error>", as is any answer to a failed tool that does not say it failed.
     """
 
     def __init__(self, max_steps: int = DEFAULT_MAX_TOOL_STEPS, stop_on_repeat: bool = True) -> None:
@@ -289,8 +294,9 @@ class ToolStepLimitMiddleware(AgentMiddleware):
                 response_metadata={**new.response_metadata, "stopped": "repeated_tool_call"},
             )
         # A small model copies a failed tool's error into a success sentence ("The result is ready:
-        # Error: ..."): the user must read that it failed, and why.
-        if failed and not new.tool_calls and "Error:" in _text(new) and not _text(new).lstrip().startswith("I could not"):
+        # Error: ...") or answers past it ("Result: Result:"): the user must read that it failed, and why.
+        own_words = re.sub(r"Error:.*", "", _text(new), flags=re.S)  # what the model said besides pasting the error
+        if failed and not new.tool_calls and not _ACKNOWLEDGES_FAILURE.search(own_words):
             return AIMessage(
                 content=f"I could not do that. {last}",
                 response_metadata={**new.response_metadata, "rewritten": "tool_error_echoed"},

@@ -351,7 +351,11 @@ _STYLES = ["make it look like a watercolor painting", "turn it into a winter sce
            "give it a cyberpunk look", "make it look like an oil painting", "turn it into a pencil drawing",
            "make the grass purple", "make it look like it is on fire", "make it look like lego",
            "turn it into a anime style picture", "add fireworks in the sky", "make everything golden",
-           "make it autumn", "make it look like a mosaic", "make it underwater"]
+           "make it autumn", "make it look like a mosaic", "make it underwater",
+           # Whole-image colour and tone changes: Instruct is the tool for them when no dedicated one is
+           # listed (the colour and tone families are never listed beside it).
+           "make it black and white", "make it brighter", "make it darker", "make the colors more vivid",
+           "give it warmer colors", "make it look cold and blue"]
 
 
 def random_style(rng: random.Random) -> str:

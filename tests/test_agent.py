@@ -170,6 +170,13 @@ def test_an_answer_that_pastes_a_tool_error_into_a_success_sentence_says_it_fail
     answer = agent.invoke("use flaky", thread_id="p")
     assert answer == "I could not do that. Error: flaky failed: RuntimeError: the backend fell over"
     assert agent.history("p")[-1].response_metadata["rewritten"] == "tool_error_echoed"
+    # An answer that goes on as if it had worked is replaced too; one that says it failed is kept.
+    for final, expected in [("Result: Result: Result:", "I could not do that. Error: flaky failed: RuntimeError: the backend fell over"),
+                            ("Sorry, the tool failed: Error: flaky failed", "Sorry, the tool failed: Error: flaky failed")]:
+        llm = _scripted("Thought: Do I need to use a tool? Yes\nAction: flaky\nAction Input: hello",
+                        f"Thought: Do I need to use a tool? No\nAI: {final}")
+        agent = EFEAgent(model=llm, tools=[flaky], workspace=tmp_path, checkpointer="memory")
+        assert agent.invoke("use flaky", thread_id=final[:5]) == expected
     # A tool that worked, and an answer that mentions an error of its own: both left alone.
     llm = _scripted("Thought: Do I need to use a tool? Yes\nAction: count_letters\nAction Input: hello",
                     "Thought: Do I need to use a tool? No\nAI: Error: none, it has 5 letters")
