@@ -353,14 +353,21 @@ class ReActDecoder:
         return best, cands[best]
 
     # ---------------------------------------------------------------- free text
-    def _ban_mask(self, banned_substrings: tuple[str, ...], size: int) -> torch.Tensor:
-        """Tokens that may not START a text argument (they would end it empty)."""
-        key = (id(self.tokenizer), banned_substrings, size)
+    def _ban_mask(self, banned_substrings: tuple[str, ...], size: int, allow_spaces: bool = False) -> torch.Tensor:
+        """Tokens that may not START a text argument (they would end it empty).
+
+        With ``allow_spaces`` a token of spaces alone may come first: SmolLM2 and Llama-style
+        tokenizers write " 270" as " ", "2", "7", "0", so banning it would forbid every number.
+        """
+        key = (id(self.tokenizer), banned_substrings, size, allow_spaces)
         mask = _BAN_MASKS.get(key)
         if mask is None:
             n = min(size, len(self.tokenizer))
             texts = self.tokenizer.batch_decode([[i] for i in range(n)])
-            flags = [(not t.strip()) or any(s in t for s in banned_substrings) for t in texts]
+            flags = [
+                (not t.strip() and not (allow_spaces and t and set(t) == {" "})) or any(s in t for s in banned_substrings)
+                for t in texts
+            ]
             flags += [True] * (size - n)  # ids past the tokenizer's vocabulary are padding rows
             mask = torch.tensor(flags, dtype=torch.bool)
             for e in self.eos_ids:
@@ -368,6 +375,10 @@ class ReActDecoder:
                     mask[e] = True
             _BAN_MASKS[key] = mask
         return mask
+
+    def _is_spaces(self, tok: int) -> bool:
+        text = self.tokenizer.decode([tok])
+        return bool(text) and set(text) == {" "}
 
     def _draft(self, ids: Sequence[int]) -> list[int]:
         """Prompt-lookup guess of the next tokens: what followed the last n-gram's latest earlier
@@ -418,19 +429,22 @@ class ReActDecoder:
         """
         sampling = bool(temperature and temperature > 0)
         done = 0
+        blank = True  # nothing but spaces generated yet: ban_first still applies
         while done < max_new_tokens:
             draft = [] if sampling or not self.prompt_lookup else self._draft(ids)[: max_new_tokens - done - 1]
             rows = self._advance_draft(ids, draft) if draft else self.advance(ids)[None]
             picked: list[int] = []
             for j in range(rows.shape[0]):
                 logp = rows[j]
-                if done + j == 0 and ban_first is not None:
-                    logp = logp.masked_fill(self._ban_mask(ban_first, logp.shape[-1]).to(logp.device), _NEG_INF)
+                if blank and ban_first is not None:
+                    mask = self._ban_mask(ban_first, logp.shape[-1], allow_spaces=done + j == 0)
+                    logp = logp.masked_fill(mask.to(logp.device), _NEG_INF)
                 if sampling:
                     tok = int(torch.multinomial(torch.softmax(logp / temperature, dim=-1), 1, generator=generator))
                 else:
                     tok = int(torch.argmax(logp))
                 picked.append(tok)
+                blank = blank and self._is_spaces(tok)
                 if j >= len(draft) or tok != draft[j]:
                     break
             if draft:

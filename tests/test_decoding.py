@@ -74,6 +74,23 @@ def test_tool_call_always_valid_from_random_models(tiny_models, smollm2_tokenize
     assert len(seen_tools) >= 2, "choices should depend on the model, not be a fixed default"
 
 
+def test_a_text_argument_may_start_with_a_space_token_but_never_stay_blank(tiny_lm):
+    # Llama-style tokenizers write " 270" as " ", "2", "7", "0": the first token may be spaces alone,
+    # the next one may not (nor a newline or, before a last argument, a comma).
+    model, tok = tiny_lm
+    dec = ReActDecoder(model, tok)
+    size = model.config.vocab_size
+    first = dec._ban_mask(("\n", ","), size, allow_spaces=True)
+    later = dec._ban_mask(("\n", ","), size)
+    space, digit = tok.encode(" 2", add_special_tokens=False)
+    newline, comma = tok.encode("\n", add_special_tokens=False)[0], tok.encode(",", add_special_tokens=False)[0]
+    assert tok.decode([space]) == " " and tok.decode([digit]) == "2"
+    assert not first[space] and later[space]
+    assert not first[digit] and not later[digit]
+    assert first[newline] and later[newline] and first[comma] and later[comma]
+    assert all(first[e] for e in dec.eos_ids if e < size)
+
+
 def test_explicit_image_candidates_restrict_the_choice(tiny_lm):
     model, tok = tiny_lm
     dec = ReActDecoder(model, tok)
