@@ -39,6 +39,10 @@ _NEG_INF = float("-inf")
 _BAN_MASKS: dict[tuple, torch.Tensor] = {}
 
 
+def _only_spaces(text: str) -> bool:
+    return bool(text) and set(text) == {" "}
+
+
 @dataclass(frozen=True)
 class ToolChoice:
     """A tool as constrained decoding needs it: its prompt name and argument schema."""
@@ -365,7 +369,7 @@ class ReActDecoder:
             n = min(size, len(self.tokenizer))
             texts = self.tokenizer.batch_decode([[i] for i in range(n)])
             flags = [
-                (not t.strip() and not (allow_spaces and t and set(t) == {" "})) or any(s in t for s in banned_substrings)
+                (not t.strip() and not (allow_spaces and _only_spaces(t))) or any(s in t for s in banned_substrings)
                 for t in texts
             ]
             flags += [True] * (size - n)  # ids past the tokenizer's vocabulary are padding rows
@@ -375,10 +379,6 @@ class ReActDecoder:
                     mask[e] = True
             _BAN_MASKS[key] = mask
         return mask
-
-    def _is_spaces(self, tok: int) -> bool:
-        text = self.tokenizer.decode([tok])
-        return bool(text) and set(text) == {" "}
 
     def _draft(self, ids: Sequence[int]) -> list[int]:
         """Prompt-lookup guess of the next tokens: what followed the last n-gram's latest earlier
@@ -444,7 +444,7 @@ class ReActDecoder:
                 else:
                     tok = int(torch.argmax(logp))
                 picked.append(tok)
-                blank = blank and self._is_spaces(tok)
+                blank = blank and _only_spaces(self.tokenizer.decode([tok]))
                 if j >= len(draft) or tok != draft[j]:
                     break
             if draft:

@@ -457,7 +457,7 @@ def _tool_error(rng: random.Random, tool: CatalogTool, target: str, parsed: dict
     ]
     if target:
         errors.append(f"Error: {tool.name}: cannot read the image {target}: the file is not a valid image")
-    obj = parsed.get("obj") or parsed.get("x")
+    obj = parsed.get("obj")
     if obj:
         errors.append(f"Error: {tool.name}: this detector cannot look for '{obj}'")
     return rng.choice(errors)

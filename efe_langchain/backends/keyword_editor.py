@@ -145,6 +145,7 @@ EDITS: tuple[tuple[str, str, Callable[[Image.Image, str], Image.Image]], ...] = 
     ("pixelate", r"pixel\w*|8[- ]?bit|mosaic", _pixelate),
 )
 KNOWN = ", ".join(name for name, _, _ in EDITS)
+_EDIT_BY_NAME = {name: fn for name, _, fn in EDITS}
 
 
 def parse_instruction(text: str) -> list[tuple[str, str]]:
@@ -181,8 +182,7 @@ class KeywordEditor(Backend):
                 f"the classical keyword editor found nothing it can do in {instruction!r}; it only knows: {KNOWN}. "
                 "Any other instruction needs InstructPix2Pix's weights (see `efe tools`)."
             )
-        by_name = {name: fn for name, _, fn in EDITS}
         out = image.convert("RGB")
         for name, words in edits:
-            out = by_name[name](out, words)
+            out = _EDIT_BY_NAME[name](out, words)
         return out
