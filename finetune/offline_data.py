@@ -292,6 +292,10 @@ _ELIDABLE_REFS = (
     re.compile(r"\s+-\s+\{img\}$|^\{img\}\s+-\s+"),                        # "{q} - {img}", "{img} - {q}?"
 )
 ELIDE_RATE = 0.15
+# A question about the picture is most often asked bare ("what is on the table?", "where are the
+# birds"): the looking and finding tools leave the image out more often.
+QUESTION_ELIDE_RATE = 0.6
+_QUESTION_GROUPS = frozenset({"look", "find"})
 
 
 def elide_image_reference(phrasing: str, rng: random.Random, rate: float | None = None) -> str:
@@ -339,7 +343,8 @@ def _fill(ctx: _Ctx, tool: CatalogTool, phrasing: str, target: str, second: str 
             values["xy"[len(ordered)]] = v
             ordered.append(v)
     if ctx.split == "train" and target and target == ctx.images[-1] and "{img2}" not in phrasing:
-        phrasing = elide_image_reference(phrasing, rng)
+        rate = QUESTION_ELIDE_RATE if tool.source == "real" and tool.group in _QUESTION_GROUPS else None
+        phrasing = elide_image_reference(phrasing, rng, rate)
     text = add_typos(wrap_request(phrasing, rng, ctx.split), rng, rate=rng.choice([0.0, 0.0, 0.04, 0.1])).strip()
     ref = image_reference(rng, target, ctx.split, explicit=0.45 if target == ctx.images[-1] else 1.0) if target else ""
     ref2 = second

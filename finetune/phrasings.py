@@ -337,10 +337,18 @@ _QUESTIONS = ["what color is the {n}", "how many {n}s are there", "is it daytime
               "what is the man holding", "what time of day is it", "what color is the sky",
               "is it indoors or outdoors", "how old is the {n}", "what kind of {n} is it",
               "is the {n} moving", "what is the main object", "is there text anywhere",
-              "what season is it"]
+              "what season is it", "is there any {n} in it", "what is the {n} made of", "what is behind the {n}",
+              "which way is the {n} facing", "what is the {n} wearing", "what food is there", "is it raining",
+              "what does the sign say", "how many people are there", "what animal is that", "is the {n} wet",
+              "what kind of place is this", "what is the mood of the scene", "are the lights on",
+              "what is the {n} looking at", "is anyone smiling"]
 
 
 def random_question(rng: random.Random, noun: str) -> str:
+    # People also ask about things the caption does not mention ("is there a laptop?"): those
+    # still need the image, so the noun is not always the caption's.
+    if rng.random() < 0.35:
+        noun = rng.choice(_NOUNS)
     return rng.choice(_QUESTIONS).replace("{n}", noun)
 
 
