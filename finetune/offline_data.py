@@ -544,7 +544,7 @@ def _no_tool(ctx: _Ctx) -> Episode:
             "{desc}", random_description(rng))
         return Episode(tools, list(ctx.history), phrasing, [], "Please upload an image first, then I can do that.", "no_tool_noimage")
     pool = load_no_tool_examples()[ctx.split]
-    kind = "text" if rng.random() < 0.7 else "chat"
+    kind = "text" if rng.random() < 0.65 else "chat"
     ex = rng.choice([e for e in pool if e.kind == kind] or list(pool))
     request = add_typos(ex.request, rng, rate=rng.choice([0.0, 0.05]))
     return Episode(tools, list(ctx.history), request, [], ex.answer, f"no_tool_{ex.kind}")
@@ -607,7 +607,7 @@ def generate_episodes(n: int, seed: int = 0, split: str = "train", catalog: list
         raise ValueError(f"split must be train or val, not {split!r}")
     rng = random.Random(seed)
     catalog = catalog if catalog is not None else build_catalog(exclude_families=UNSEEN_SYNTHETIC_FAMILIES + UNSEEN_REAL_TOOLS)
-    mix = mix or {"real": 0.38, "chain": 0.08, "direct_cond": 0.05, "synthetic": 0.31, "no_tool": 0.18}
+    mix = mix or {"real": 0.37, "chain": 0.08, "direct_cond": 0.05, "synthetic": 0.29, "no_tool": 0.21}
     if rename_prob is None:
         rename_prob = 0.3 if split == "train" else 0.0
     targets = set(target_families) if target_families is not None else None
@@ -625,7 +625,9 @@ def generate_episodes(n: int, seed: int = 0, split: str = "train", catalog: list
     while len(episodes) < n:
         kind = rng.choices(kinds, weights)[0]
         if kind == "no_tool":
-            ctx = _base_context(rng, split, catalog, n_images=rng.choices([0, 1, 2], [0.4, 0.45, 0.15])[0])
+            # Mostly with an image in the conversation: bare image questions are asked with a tool, so
+            # thanks, small talk and text tasks must be seen beside an image too.
+            ctx = _base_context(rng, split, catalog, n_images=rng.choices([0, 1, 2], [0.3, 0.5, 0.2])[0])
             episodes.append(_no_tool(ctx))
             continue
         ctx = _base_context(rng, split, catalog)
