@@ -395,6 +395,22 @@ def test_image_reference_is_sometimes_left_out_but_the_argument_keeps_the_path(m
     assert unreferenced(1.0) > unreferenced(0.0) + 100
 
 
+def test_image_questions_are_asked_bare_more_often_than_edits():
+    # "what is on the table?" with an image in the conversation needs the VQA tool; people ask it bare.
+    from efe_langchain.finetune.phrasings import _REFS
+
+    refs = re.compile("|".join(re.escape(r) for r in _REFS["train"] if len(r) > 2) + r"|\.(png|jpe?g|webp|bmp)\b", re.I)
+    s = generate_samples(4000, seed=12)
+
+    def bare_share(tool):
+        steps = [x for x in s if x["kind"] == "real" and x["output"].split("\n")[1] == f"Action: {tool}"]
+        assert len(steps) > 40, tool
+        return sum(not refs.search(x["instruction"].split("New input:")[-1].split("\n")[0]) for x in steps) / len(steps)
+
+    assert bare_share("Answer Question About The Image") > bare_share("Edge Detection On Image") + 0.05
+    assert bare_share("Detect the Give Object") > 0.3
+
+
 def test_some_tool_calls_fail_and_the_answer_says_so():
     s = generate_samples(2000, seed=9)
     failed = [x for x in s if "\nObservation: Error: " in x["instruction"] and x["kind"].endswith("_final")]
