@@ -580,12 +580,15 @@ def _fresh_name(rng: random.Random, tool: CatalogTool, taken: set[str]) -> str:
     return f"Tool {rng.randint(100, 999)}"
 
 
-def _rename_synthetic(ep: Episode, rng: random.Random, prob: float) -> Episode:
-    """Each listed synthetic tool keeps its name, or with ``prob`` gets a fresh one for this episode."""
+def _rename_tools(ep: Episode, rng: random.Random, prob: float, real_prob: float = 0.0) -> Episode:
+    """Each listed synthetic tool keeps its name, or with ``prob`` gets a fresh one for this episode;
+    a real tool likewise with ``real_prob``."""
     taken = {t.name.lower() for t in ep.tools}
     mapping: dict[str, str] = {}
     for t in ep.tools:
-        if t.source == "synthetic" and rng.random() < prob:
+        p = prob if t.source == "synthetic" else real_prob
+        # No draw at p == 0, so that the default data stays what it was before real renaming existed.
+        if p > 0 and rng.random() < p:
             mapping[t.name] = _fresh_name(rng, t, taken | {m.lower() for m in mapping.values()})
     if not mapping:
         return ep
@@ -596,12 +599,14 @@ def _rename_synthetic(ep: Episode, rng: random.Random, prob: float) -> Episode:
 
 def generate_episodes(n: int, seed: int = 0, split: str = "train", catalog: list[CatalogTool] | None = None,
                       mix: dict[str, float] | None = None, target_families: Iterable[str] | None = None,
-                      rename_prob: float | None = None) -> list[Episode]:
+                      rename_prob: float | None = None, rename_real_prob: float = 0.0) -> list[Episode]:
     """``n`` episodes. ``split="val"`` draws every phrasing, wrapper and example from the val pools.
 
     ``target_families`` restricts which tools are called (others are still listed beside them).
     ``rename_prob``: chance that a listed synthetic tool gets a fresh name for the episode
     (default 0.3 for training, 0 for validation, whose tools keep the names a user would see).
+    ``rename_real_prob``: the same for the real GPT4Tools tools (default 0: users see them under
+    their own names; above 0, an experiment in making the model read descriptions, not names).
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be train or val, not {split!r}")
@@ -640,8 +645,8 @@ def generate_episodes(n: int, seed: int = 0, split: str = "train", catalog: list
             episodes.append(_single(ctx, rng.choice(real), "real"))
         else:
             continue
-        if rename_prob > 0:
-            _rename_synthetic(episodes[-1], rng, rename_prob)
+        if rename_prob > 0 or rename_real_prob > 0:
+            _rename_tools(episodes[-1], rng, rename_prob, rename_real_prob)
     return episodes
 
 
@@ -702,10 +707,11 @@ def episode_eval_records(ep: Episode, start_id: int = 0) -> list[dict]:
 
 
 def generate_samples(n_episodes: int, seed: int = 0, split: str = "train", catalog: list[CatalogTool] | None = None,
-                     final_prob: float = 0.6, mix: dict[str, float] | None = None) -> list[dict]:
+                     final_prob: float = 0.6, mix: dict[str, float] | None = None,
+                     rename_real_prob: float = 0.0) -> list[dict]:
     rng = random.Random(seed + 1)
     out: list[dict] = []
-    for ep in generate_episodes(n_episodes, seed, split, catalog, mix):
+    for ep in generate_episodes(n_episodes, seed, split, catalog, mix, rename_real_prob=rename_real_prob):
         out.extend(episode_samples(ep, final_prob, rng))
     return out
 

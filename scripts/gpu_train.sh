@@ -12,7 +12,7 @@
 #   beval   carry .whl_efe: evaluation throughput on the GPU, batched against batch size 1
 #   eval    carry .whl_efe: every split, free and constrained, for the new adapter, the shipped one and
 #           the base model, RANKS processes spread over the GPUs
-# Knobs: EPISODES, EPOCHS, LR, R, ALPHA, MICRO, BATCH, SAVE_STEPS, TRAIN_TIMEOUT, EREC, EBATCH, RANKS, EVAL_TIMEOUT, MODELS.
+# Knobs: EPISODES, SEED, RENAME_REAL (chance that a listed real tool gets a fresh name for the episode; default 0), EPOCHS, LR, R, ALPHA, MICRO, BATCH, SAVE_STEPS, TRAIN_TIMEOUT, EREC, EBATCH, RANKS, EVAL_TIMEOUT, MODELS.
 # Prepare the carried folders here with `scripts/gpu_train.sh prepare`.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -72,7 +72,7 @@ train)
   python3 - <<PY || exit 5
 import collections, json
 from efe_langchain.finetune.offline_data import generate_samples
-s = generate_samples(${EPISODES:-44000}, seed=${SEED:-0})
+s = generate_samples(${EPISODES:-46000}, seed=${SEED:-0}, rename_real_prob=${RENAME_REAL:-0})
 json.dump(s, open("$W/train.json", "w"))
 print("train samples", len(s), dict(collections.Counter(x["kind"] for x in s).most_common()))
 PY

@@ -212,6 +212,29 @@ def test_synthetic_tools_are_sometimes_renamed_but_real_ones_never():
         assert all(t.name in known for t in ep.tools)
 
 
+def test_real_tools_can_be_renamed_as_an_experiment():
+    # Off by default; when on, a real tool is listed and called under a fresh name with its own description.
+    from efe_langchain.finetune.offline_data import load_tool_specs
+
+    real_names = {spec.name for spec in load_tool_specs()}
+    real_descriptions = {spec.description for spec in load_tool_specs()}
+    renamed_calls = 0
+    for ep in generate_episodes(300, seed=6, rename_real_prob=1.0):
+        if not ep.steps:  # no-tool episodes list every tool under its own name
+            continue
+        listed = {t.name: t for t in ep.tools}
+        assert len(listed) == len(ep.tools)
+        for t in ep.tools:
+            if t.source == "real":
+                assert t.name not in real_names and t.description in real_descriptions
+        for tool, _, _ in ep.steps:
+            assert tool in listed
+            renamed_calls += listed[tool].source == "real"
+    assert renamed_calls > 50
+    assert generate_samples(50, seed=6) != generate_samples(50, seed=6, rename_real_prob=0.5)
+    assert generate_samples(50, seed=6) == generate_samples(50, seed=6, rename_real_prob=0.0)
+
+
 def test_synthetic_vocabulary_is_varied_and_every_slot_can_be_filled():
     from efe_langchain.finetune.phrasings import SLOT_VALUES
     from efe_langchain.finetune.synthetic_tools import ARG_LABELS
