@@ -109,8 +109,11 @@ def run_timing(args) -> dict:
     names = [s.name for s in specs]
     tok = llm.tokenizer
     # Same decoding, but the cache is emptied before every call: prefill of the whole prompt each time.
-    nocache = ReActDecoder(llm.model, tok)
-    res = {k: [] for k in ("gen_tool", "gen_final", "gen_turn", "efe_tool", "efe_final", "efe_turn", "nocache_tool")}
+    nocache = ReActDecoder(llm.model, tok, tool_orders=llm.tool_orders)
+    # EFE scoring each tool choice under the prompt's own tool order only (its own cache, same calls).
+    single = ReActDecoder(llm.model, tok, tool_orders=1)
+    res = {k: [] for k in ("gen_tool", "gen_final", "gen_turn", "efe_tool", "efe_final", "efe_turn", "nocache_tool",
+                           "single_tool")}
     cpu = {k: [] for k in res}
     gen_tokens = []
     prompt_tokens = []
@@ -127,7 +130,10 @@ def run_timing(args) -> dict:
         nocache.reset()
         with Clock() as n1:
             nocache.step(p_tool, tools, constrained=True, max_new_tokens=args.max_new_tokens)
+        with Clock() as s1:
+            single.step(p_tool, tools, constrained=True, max_new_tokens=args.max_new_tokens)
         p_final = prompts_for_turn(specs, i, scratch_from(e_tool, names))
+        single.step(p_final, tools, constrained=True, max_new_tokens=args.max_new_tokens)
         with Clock() as g2:
             g_final = llm.generate_batch([p_final], max_new_tokens=args.max_new_tokens, stop=STOP_SEQUENCES, progress=False)[0]
         with Clock() as e2:
@@ -138,7 +144,8 @@ def run_timing(args) -> dict:
             samples = {"generate tool step": g_tool, "EFE tool step": e_tool, "generate final step": g_final, "EFE final step": e_final}
             continue
         for k, a, b in (("gen_tool", g1, None), ("gen_final", g2, None), ("gen_turn", g1, g2), ("efe_tool", e1, None),
-                        ("efe_final", e2, None), ("efe_turn", e1, e2), ("nocache_tool", n1, None)):
+                        ("efe_final", e2, None), ("efe_turn", e1, e2), ("nocache_tool", n1, None),
+                        ("single_tool", s1, None)):
             res[k].append(a.wall + (b.wall if b else 0))
             cpu[k].append(a.cpu + (b.cpu if b else 0))
         print(f"  turn {i}: prompt {prompt_tokens[-1]} tok | generate tool {g1.wall:.2f}s final {g2.wall:.2f}s | "
@@ -216,6 +223,7 @@ def main() -> int:
         ("tool step, plain generate", "gen_tool"),
         ("tool step, EFE", "efe_tool"),
         ("tool step, EFE without prefix reuse", "nocache_tool"),
+        ("tool step, EFE with one tool order", "single_tool"),
         ("final step, plain generate", "gen_final"),
         ("final step, EFE", "efe_final"),
         ("turn (tool + final), generate", "gen_turn"),

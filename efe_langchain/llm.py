@@ -127,6 +127,9 @@ class LocalLLM(BaseLLM):
     max_new_tokens: int = 128
     constrained: bool = True
     """Default for ``react_step``: constrained decoding of tool names, images and argument count."""
+    tool_orders: int = Field(default=3, ge=1)
+    """Constrained decoding scores each tool choice under this many orders of the listed tools and
+    adds the scores: small models prefer some list positions (1 scores the prompt as given)."""
     temperature: float = 0.0
     """0 decodes greedily; above 0 samples (free text only; choices stay by likelihood)."""
     seed: int | None = None
@@ -141,7 +144,7 @@ class LocalLLM(BaseLLM):
         if getattr(self.tokenizer, "pad_token_id", None) is None and self.tokenizer.eos_token is not None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.eval()
-        self._decoder = ReActDecoder(self.model, self.tokenizer)
+        self._decoder = ReActDecoder(self.model, self.tokenizer, tool_orders=self.tool_orders)
         return self
 
     # ------------------------------------------------------------------ construction
@@ -273,6 +276,7 @@ class LocalLLM(BaseLLM):
         ``image_paths``: images a tool may receive; None takes those named in the prompt.
         """
         use = self.constrained if constrained is None else constrained
+        self._decoder.tool_orders = self.tool_orders  # the field may have been set after construction
         return self._decoder.step(prompt, tools, image_paths, constrained=use, max_new_tokens=self.max_new_tokens)
 
     def react_batch(

@@ -43,6 +43,8 @@ __all__ = [
     "split_args",
     "extract_image_paths",
     "cut_hallucinated_observation",
+    "listed_tool_names",
+    "reorder_prompt_tools",
 ]
 
 THOUGHT_PREFIX = "Thought: Do I need to use a tool?"
@@ -283,3 +285,42 @@ def extract_image_paths(text: str) -> list[str]:
     for m in IMAGE_PATH_RE.finditer(text):
         seen.setdefault(m.group(1).rstrip("."), None)
     return list(seen)
+
+
+_TOOL_LINE_RE = re.compile(r"^> ([^:\n]+): .*$", re.M)
+
+
+def _tool_lines(prompt: str) -> list[re.Match]:
+    return list(_TOOL_LINE_RE.finditer(prompt.split("\nNew input:", 1)[0]))
+
+
+def listed_tool_names(prompt: str) -> list[str]:
+    """The names of the ``> Name: description`` lines of a GPT4Tools prompt, in prompt order."""
+    return [m.group(1).strip() for m in _tool_lines(prompt)]
+
+
+def reorder_prompt_tools(prompt: str, order: Sequence[str]) -> str | None:
+    """The same prompt with its tools listed in ``order`` (the ``> Name: description`` lines and the
+    ``[A, B, C]`` name list both), or None when the prompt does not list exactly these tools in
+    GPT4Tools' layout (a custom prompt is then left as it is).
+
+    Small models prefer some list positions; scoring a choice under several orders cancels that.
+    """
+    order = list(order)
+    lines = _tool_lines(prompt)
+    names = [m.group(1).strip() for m in lines]
+    if not lines or sorted(names) != sorted(order) or len(set(names)) != len(names):
+        return None
+    gaps = [prompt[a.end() : b.start()] for a, b in zip(lines, lines[1:])]
+    if any(g.strip() for g in gaps):
+        return None  # the tool lines are not one block
+    by_name = {m.group(1).strip(): m.group(0) for m in lines}
+    sep = gaps[0] if gaps else "\n"
+    block = sep.join(by_name[n] for n in order)
+    out = prompt[: lines[0].start()] + block + prompt[lines[-1].end() :]
+    joiner = _layout()["tool_names_joiner"]
+    listed = "[" + joiner.join(names) + "]"
+    at = out.find(listed, lines[0].start() + len(block))
+    if at == -1:
+        return None
+    return out[:at] + "[" + joiner.join(order) + "]" + out[at + len(listed) :]

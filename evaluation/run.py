@@ -364,6 +364,7 @@ def run_evaluation(
     batch_size: int = 8,
     decoding: str = "both",
     max_new_tokens: int = 128,
+    tool_orders: int | None = None,
     openai_options: dict[str, Any] | None = None,
     prices: dict[str, tuple[float, float]] | None = None,
     device: str | None = None,
@@ -381,6 +382,8 @@ def run_evaluation(
 
     if decoding not in ("free", "constrained", "both"):
         raise ValueError(f"--decoding must be free, constrained or both, not {decoding!r}")
+    if tool_orders is not None and int(tool_orders) < 1:
+        raise ValueError(f"--tool-orders must be at least 1, not {tool_orders!r}")
     specs = [parse_model_spec(m) for m in models]  # every spec checked before any work starts
     if not specs:
         raise ValueError("give at least one --model")
@@ -404,7 +407,12 @@ def run_evaluation(
                 for d in decodings:
                     results.append(RunResult(f"{spec.label}@{d}", out / f"{spec.label}@{d}", error=f"loading {spec.text}: {exc}"))
                 continue
-            jobs = [(f"{spec.label}@{d}", LocalRunner(llm, decoding=d, batch_size=batch_size, max_new_tokens=max_new_tokens), d) for d in decodings]
+            if tool_orders is not None and hasattr(llm, "tool_orders"):
+                llm.tool_orders = int(tool_orders)
+            # Another tool-order count is another decoder: its predictions get their own folder.
+            orders = getattr(llm, "tool_orders", 3)
+            names = {d: f"{spec.label}@{d}" + (f"-o{orders}" if d == "constrained" and orders != 3 else "") for d in decodings}
+            jobs = [(names[d], LocalRunner(llm, decoding=d, batch_size=batch_size, max_new_tokens=max_new_tokens), d) for d in decodings]
         elif spec.kind == "reference":
             jobs = [(spec.label, ReferenceRunner(), "oracle")]
         else:

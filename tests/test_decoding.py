@@ -154,9 +154,11 @@ def test_tree_scoring_equals_scoring_each_candidate_alone(tiny_lm):
     assert dec._cache.get_seq_length() == len(prefix) == dec.cached_tokens
 
 
-def test_prefix_cache_gives_the_same_steps_as_no_cache(tiny_lm):
+@pytest.mark.parametrize("orders", [1, 3])
+def test_prefix_cache_gives_the_same_steps_as_no_cache(tiny_lm, orders):
     """An agent's calls (a step, the next step after an observation, a new turn) with the cache
-    reused across them decode exactly what fresh, uncached calls decode."""
+    reused across them decode exactly what fresh, uncached calls decode (with several tool orders,
+    each order keeps its own cache)."""
     model, tok = tiny_lm
     specs = [s for s in load_tool_specs() if s.n_args == 2][:2] + list(load_tool_specs()[:4])
     tools = [ToolChoice.from_tool(s) for s in specs]
@@ -168,11 +170,11 @@ def test_prefix_cache_gives_the_same_steps_as_no_cache(tiny_lm):
         render_prompt(specs, turn2_history, "what is in image/ab12cd34.png?", ""),
         _conversation(specs),
     ]
-    cached = ReActDecoder(model, tok, max_text_arg_tokens=6)
+    cached = ReActDecoder(model, tok, max_text_arg_tokens=6, tool_orders=orders)
     fresh_results = []
     cached_results = []
     for p in prompts:
-        fresh = ReActDecoder(model, tok, use_cache=False, max_text_arg_tokens=6)
+        fresh = ReActDecoder(model, tok, use_cache=False, max_text_arg_tokens=6, tool_orders=orders)
         fresh_results.append((fresh.tool_call(p, tools), fresh.step(p, tools, max_new_tokens=8), fresh.step(p, tools, constrained=False, max_new_tokens=8)))
         cached_results.append((cached.tool_call(p, tools), cached.step(p, tools, max_new_tokens=8), cached.step(p, tools, constrained=False, max_new_tokens=8)))
     assert cached_results == fresh_results
@@ -232,3 +234,54 @@ def test_bad_input_is_a_clear_error(tiny_lm):
         dec.tool_call("Human: hi\n", [])
     # The decoder still works after refusing bad input.
     assert dec.final_answer("Human: hi\nAI: hello\n", max_new_tokens=3).startswith("Thought: Do I need to use a tool? No\nAI:")
+
+
+def test_tool_orders_are_distinct_and_start_with_the_given_order():
+    from efe_langchain.decoding import tool_orders
+
+    names = ["A", "B", "C", "D"]
+    assert tool_orders(names, 1) == [names]
+    assert tool_orders(names, 3) == [names, ["D", "C", "B", "A"], ["B", "C", "D", "A"]]
+    assert tool_orders(["A", "B"], 3) == [["A", "B"], ["B", "A"]]  # only two orders exist
+    assert tool_orders(["A"], 3) == [["A"]]
+
+
+def test_tool_choice_over_several_orders_sums_each_orders_normalised_scores(tiny_models, smollm2_tokenizer):
+    """The ensembled choice is the argmax of the per-order log-softmax sums, recomputed here from
+    plain single-order calls on reordered prompts; one order is the plain choice."""
+    from efe_langchain.decoding import tool_orders
+    from efe_langchain.react import reorder_prompt_tools
+
+    specs = list(load_tool_specs())[:5]
+    choices = [ToolChoice.from_tool(s) for s in specs]
+    names = [c.name for c in choices]
+    moved = 0
+    for model in tiny_models:
+        plain = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=4)
+        ensembled = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=4, tool_orders=3)
+        for new_input in ("outline the dog", "make the car blue", "what is in the picture?"):
+            prompt = _conversation(specs, new_input)
+            total = torch.zeros(len(names), dtype=torch.float64)
+            per_order = []
+            for order in tool_orders(names, 3):
+                text = reorder_prompt_tools(prompt, order)
+                ids = plain.encode_prompt(text) + plain.encode_piece("Thought: Do I need to use a tool? Yes\nAction:")
+                scores = plain.score(ids, [plain.encode_piece(f" {n}\n") for n in names])
+                per_order.append(torch.log_softmax(torch.tensor(scores, dtype=torch.float64), 0))
+                total += per_order[-1]
+            moved += any(not torch.allclose(per_order[0], p, atol=1e-4) for p in per_order[1:])
+            want = names[int(torch.argmax(total))]
+            got = parse(ensembled.tool_call(prompt, choices), names)
+            assert isinstance(got, ToolCall) and got.tool == want
+    assert moved >= 1, "the order of the tool list should change the scores, or this test proves nothing"
+
+
+def test_tool_orders_leave_custom_prompts_alone(tiny_lm):
+    model, tok = tiny_lm
+    choices = [ToolChoice("Alpha Tool"), ToolChoice("Beta Tool")]
+    prompt = "Pick a tool for image/ab12cd34.png.\n"  # not GPT4Tools' layout: scored as given
+    a = ReActDecoder(model, tok, max_text_arg_tokens=4).tool_call(prompt, choices)
+    b = ReActDecoder(model, tok, max_text_arg_tokens=4, tool_orders=3).tool_call(prompt, choices)
+    assert a == b
+    with pytest.raises(ValueError, match="tool_orders"):
+        ReActDecoder(model, tok, tool_orders=0)

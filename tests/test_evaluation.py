@@ -385,3 +385,16 @@ def test_report_keeps_models_of_earlier_invocations(tmp_path):
         assert "- **reference**: stored metrics" in md and "unreadable (JSONDecodeError" in md
     finally:
         srv.close()
+
+
+def test_tool_orders_reach_the_model_and_name_the_run(tiny_llm, tmp_path):
+    """--tool-orders sets the local model's orders; a value other than the default 3 gets its own
+    run folder, so a rerun never resumes from predictions another decoder made."""
+    assert tiny_llm.tool_orders == 3
+    res = run_evaluation(sample_eval_path(), ["embedded"], tmp_path, limit=2, decoding="constrained", tool_orders=1,
+                         max_new_tokens=4, progress=False, llm_loader=lambda spec, device: tiny_llm)
+    assert [r.label for r in res] == ["embedded@constrained-o1"] and res[0].error is None
+    assert tiny_llm.tool_orders == 1 and tiny_llm.decoder.tool_orders == 1  # synced on the first step
+    assert (tmp_path / "embedded@constrained-o1" / "predictions.json").is_file()
+    with pytest.raises(ValueError, match="tool-orders"):
+        run_evaluation(sample_eval_path(), ["embedded"], tmp_path, tool_orders=0, progress=False)

@@ -169,3 +169,16 @@ def test_counts_tokens_with_its_own_tokenizer(tiny_llm):
     text = "Thought: Do I need to use a tool? Yes\nAction: Edge Detection On Image"
     assert tiny_llm.get_num_tokens(text) == len(tiny_llm.tokenizer(text, add_special_tokens=False).input_ids) == 19
     assert tiny_llm.context_length == 4096
+
+
+def test_tool_orders_default_and_validation(tiny_lm):
+    from pydantic import ValidationError
+
+    from efe_langchain.llm import LocalLLM
+
+    model, tok = tiny_lm
+    llm = LocalLLM.from_model(model, tok)
+    assert llm.tool_orders == 3 and llm.decoder.tool_orders == 3
+    assert LocalLLM.from_model(model, tok, tool_orders=1).decoder.tool_orders == 1
+    with pytest.raises(ValidationError):
+        LocalLLM.from_model(model, tok, tool_orders=0)

@@ -349,3 +349,32 @@ def test_format_reminder_fills_in():
 def test_stop_sequences_cover_the_observation_and_the_next_turn():
     assert "\nObservation:" in react.STOP_SEQUENCES and "\nHuman:" in react.STOP_SEQUENCES
     assert load_prompt_layout()["tool_step"].split("\n")[-1].startswith(react.OBSERVATION_PREFIX)
+
+
+def test_reorder_prompt_tools_moves_the_tool_lines_and_the_name_list_only():
+    from efe_langchain.react import listed_tool_names, reorder_prompt_tools
+
+    specs = list(load_tool_specs())[:4]
+    prompt = react.render_prompt(specs, react.render_image_turn("image/a.png", "a dog"), "draw its edges", "")
+    names = [s.name for s in specs]
+    assert listed_tool_names(prompt) == names
+    order = names[::-1]
+    moved = reorder_prompt_tools(prompt, order)
+    # Exactly what rendering the tools in that order writes.
+    assert moved == react.render_prompt(specs[::-1], react.render_image_turn("image/a.png", "a dog"), "draw its edges", "")
+    assert reorder_prompt_tools(moved, names) == prompt
+    assert reorder_prompt_tools(prompt, names) == prompt
+
+
+def test_reorder_prompt_tools_refuses_what_it_cannot_reorder():
+    from efe_langchain.react import reorder_prompt_tools
+
+    specs = list(load_tool_specs())[:3]
+    names = [s.name for s in specs]
+    prompt = react.render_prompt(specs, "", "hello", "")
+    assert reorder_prompt_tools(prompt, names[:2]) is None  # not the listed set
+    assert reorder_prompt_tools(prompt, names + ["Unknown Tool"]) is None
+    assert reorder_prompt_tools("Answer the question: what is 2 + 2?", names) is None  # not GPT4Tools' layout
+    # A human line that looks like a tool line, after "New input:", is not a tool.
+    tricky = react.render_prompt(specs, "", "> Fake Tool: quoted text", "")
+    assert reorder_prompt_tools(tricky, names[::-1]).count("> Fake Tool: quoted text") == 1

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="local models: prompts per forward pass (default 8)")
     parser.add_argument("--decoding", choices=("free", "constrained", "both"), default="both",
                         help="local models: free greedy text, constrained ReAct decoding, or both side by side")
+    parser.add_argument("--tool-orders", type=int, default=None,
+                        help="local models, constrained decoding: score each tool choice under N orders of the tool "
+                             "list (default: the model's, 3); runs with another value than 3 are labelled @constrained-oN")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="per ReAct step (default 128)")
     parser.add_argument("--device", default=None, help="local models: cpu, cuda, cuda:1 ... (default: auto)")
     api = parser.add_argument_group("OpenAI-compatible endpoints")
@@ -61,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         batch_size=args.batch_size,
         decoding=args.decoding,
+        tool_orders=args.tool_orders,
         max_new_tokens=args.max_new_tokens,
         device=args.device,
         variant=args.scorer,
