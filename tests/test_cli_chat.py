@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from efe_langchain import cli
@@ -49,3 +50,13 @@ def test_chat_with_a_missing_model_folder_is_a_clear_error(tmp_path, capsys):
     code = cli.main(["chat", "--model", str(tmp_path / "nope"), "--workspace", str(tmp_path / "ws")])
     assert code == 2
     assert "efe chat: error:" in capsys.readouterr().err
+
+
+def test_tool_orders_below_one_is_refused_before_loading():
+    import argparse
+
+    from efe_langchain.commands.chat import load_llm
+
+    args = argparse.Namespace(model="embedded", adapter="none", gguf_file=None, max_new_tokens=None, tool_orders=0)
+    with pytest.raises(ValueError, match="--tool-orders must be at least 1"):
+        load_llm(args)

@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workspace", default=None, help="folder for images (default: $EFE_WORKSPACE or ./workspace)")
     p.add_argument("--tools", default=None, help="GPT4Tools-style tool list, e.g. 'Image2Canny_cpu,ImageCaptioning_cpu' (default: all that can run)")
     p.add_argument("--no-constrained", action="store_true", help="free decoding: no constraints on tool names, images or argument counts")
+    p.add_argument("--tool-orders", type=int, default=None,
+                   help="constrained decoding scores each tool choice under N orders of the tool list (default 3; 1 is fastest)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="longest free text the model writes per step")
     p.add_argument("--max-tool-steps", type=int, default=6, help="tool calls allowed per turn (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="print only the answers, not the tool steps")
@@ -40,6 +42,10 @@ def load_llm(args: argparse.Namespace):
     from efe_langchain.llm import LocalLLM, load_embedded_llm
 
     extra = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+    if getattr(args, "tool_orders", None) is not None:
+        if args.tool_orders < 1:
+            raise ValueError(f"--tool-orders must be at least 1, not {args.tool_orders}")
+        extra["tool_orders"] = args.tool_orders
     adapter = None if (args.adapter or "").lower() == "none" else args.adapter
     # "org/name" may be a hub id; "./x", "/x", "~/x" and "x.gguf" can only be local files.
     looks_like_path = args.model.startswith((".", "/", "~")) or args.model.endswith(".gguf")

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default when a request sets no max_tokens")
     parser.add_argument("--free", action="store_true",
                         help="decode chat tool steps freely instead of constrained (tool names, images, arg counts)")
+    parser.add_argument("--tool-orders", type=int, default=None,
+                        help="constrained decoding scores each tool choice under N orders of the tool list (default 3)")
     parser.add_argument("--log-level", default="info")
 
 
@@ -33,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
         llm.max_new_tokens = args.max_new_tokens
     if args.free:
         llm.constrained = False
+    if args.tool_orders is not None:
+        if args.tool_orders < 1:
+            raise ValueError(f"--tool-orders must be at least 1, not {args.tool_orders}")
+        llm.tool_orders = args.tool_orders
     name = args.name or ("efe-embedded" if spec.name == "embedded" and spec.embedded_adapter else
                          "efe-embedded-noadapter" if spec.name == "embedded" else Path(spec.name).name)
     print(f"serving {llm.model_name} as '{name}' on http://{args.host}:{args.port}/v1", flush=True)
