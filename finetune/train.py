@@ -80,6 +80,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     e.add_argument("--attn_implementation", default=None, help="sdpa, eager, flash_attention_2 ... (default: flash_attention_2 "
                    "when packing and flash-attn is installed, else the model's default)")
     e.add_argument("--pad_to_cutoff", action="store_true", help="pad every sample to --cutoff_len (GPT4Tools v2; benchmark baseline)")
+    e.add_argument("--init_adapter", default=None,
+                   help="a saved LoRA adapter folder to go on training (its rank, alpha and modules replace --lora_*), "
+                        "e.g. a second pass over fresh data; unlike --resume_from_checkpoint, a new run with its own schedule")
     e.add_argument("--gradient_checkpointing", action="store_true")
     e.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto", help="auto: bf16 where the GPU has it, else fp32")
     e.add_argument("--load_in_8bit", action="store_true", help="8-bit base model (bitsandbytes, CUDA)")
@@ -404,6 +407,24 @@ def _training_arguments(**kw):
     return targs
 
 
+def _load_adapter_to_train(model, args):
+    """Wrap ``model`` with the saved adapter ``args.init_adapter``, trainable; its LoRA settings win."""
+    from peft import PeftConfig, PeftModel
+
+    folder = Path(args.init_adapter)
+    if not (folder / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"--init_adapter {folder} has no adapter_config.json (not a saved PEFT adapter)")
+    cfg = PeftConfig.from_pretrained(str(folder))
+    if getattr(cfg, "peft_type", None) is None or str(cfg.peft_type).split(".")[-1] != "LORA":
+        raise ValueError(f"--init_adapter {folder} is a {cfg.peft_type} adapter, not LoRA")
+    model = PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+    # The summary and the saved config must describe the adapter that was actually trained.
+    args.lora_r, args.lora_alpha, args.lora_dropout = cfg.r, cfg.lora_alpha, cfg.lora_dropout
+    modules = cfg.target_modules
+    args.lora_target_modules = modules if isinstance(modules, str) else ",".join(sorted(modules))
+    return model
+
+
 def train(args) -> dict:
     """Run one training; returns a summary (also written to ``output_dir/train_summary.json``)."""
     import torch
@@ -436,9 +457,12 @@ def train(args) -> dict:
 
     if args.load_in_8bit or args.load_in_4bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
-    lcfg = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                      target_modules=_target_modules(args.lora_target_modules), bias="none", task_type="CAUSAL_LM")
-    model = get_peft_model(model, lcfg)
+    if args.init_adapter:
+        model = _load_adapter_to_train(model, args)
+    else:
+        lcfg = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                          target_modules=_target_modules(args.lora_target_modules), bias="none", task_type="CAUSAL_LM")
+        model = get_peft_model(model, lcfg)
     if args.gradient_checkpointing:
         model.enable_input_require_grads()
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -520,6 +544,7 @@ def train(args) -> dict:
         "target_modules": args.lora_target_modules, "learning_rate": args.learning_rate, "precision": precision,
         "packing": args.packing, "pad_to_cutoff": args.pad_to_cutoff, "train_on_inputs": args.train_on_inputs,
         "gradient_checkpointing": args.gradient_checkpointing, "trainable_params": n_trainable,
+        "init_adapter": args.init_adapter,
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "load_s": round(t_load, 2), "train_s": round(train_s, 2),
         "real_tokens": real, "token_slots": trainer.token_slots * world,

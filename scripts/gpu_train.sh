@@ -12,7 +12,9 @@
 #   beval   carry .whl_efe: evaluation throughput on the GPU, batched against batch size 1
 #   eval    carry .whl_efe: every split, free and constrained, for the new adapter, the shipped one and
 #           the base model, RANKS processes spread over the GPUs
-# Knobs: EPISODES, SEED, RENAME_REAL (chance that a listed real tool gets a fresh name for the episode; default 0), EPOCHS, LR, R, ALPHA, MICRO, BATCH, SAVE_STEPS, TRAIN_TIMEOUT, EREC, EBATCH, RANKS, EVAL_TIMEOUT, MODELS.
+# Knobs: EPISODES, SEED, RENAME_REAL (chance that a listed real tool gets a fresh name for the episode; default 0),
+# INIT (an adapter folder to go on training, e.g. efe_langchain/adapters/smollm2-135m-efe; default: a fresh LoRA),
+# ORDERS (tool orders of constrained decoding in eval; default 3, the package default), EPOCHS, LR, R, ALPHA, MICRO, BATCH, SAVE_STEPS, TRAIN_TIMEOUT, EREC, EBATCH, RANKS, EVAL_TIMEOUT, MODELS.
 # Prepare the carried folders here with `scripts/gpu_train.sh prepare`.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -35,11 +37,12 @@ ngpu() { nvidia-smi --query-gpu=name --format=csv,noheader | wc -l; }
 
 train_lora() {  # extra trainer args...; then the adapter goes back in pieces under $OUT/adapter
   local N; N=$(ngpu)
+  local init=(); [ -n "${INIT:-}" ] && init=(--init_adapter "$INIT")
   timeout ${TRAIN_TIMEOUT:-420} torchrun --standalone --nproc_per_node "$N" -m efe_langchain.finetune.train \
     --base_model "$GGUF" --data_path "$W/train.json" --output_dir "$W/adapter" --num_epochs ${EPOCHS:-1} \
     --batch_size ${BATCH:-128} --micro_batch_size ${MICRO:-32} --learning_rate ${LR:-5e-4} --lora_r ${R:-32} \
     --lora_alpha ${ALPHA:-32} --lora_target_modules all-linear --group_by_length --cutoff_len 2048 \
-    --save_steps ${SAVE_STEPS:-50} --save_total_limit 1 --save_dtype fp16 --logging_steps 10 --quiet "$@" \
+    --save_steps ${SAVE_STEPS:-50} --save_total_limit 1 --save_dtype fp16 --logging_steps 10 --quiet "${init[@]}" "$@" \
     2>&1 | grep -v Warning | tee -a "$OUT/train.log"
   A="$W/adapter"
   if [ ! -f "$A/adapter_model.safetensors" ]; then
@@ -119,7 +122,7 @@ eval)
     local label=$1 ad=$2 dec=$3; shift 3
     local adarg=(); [ "$ad" != none ] && adarg=(--adapter "$ad")
     timeout ${EVAL_TIMEOUT:-200} torchrun --standalone --nproc_per_node "$R" -m efe_langchain.finetune.adapter_eval \
-      --base "$GGUF" "${adarg[@]}" --label "$label" --split $SPLITS --out "$W/eval" --decoding "$dec" "$@" \
+      --base "$GGUF" "${adarg[@]}" --label "$label" --split $SPLITS --out "$W/eval" --decoding "$dec" --tool_orders ${ORDERS:-3} "$@" \
       2>&1 | grep -a -E "^\[|Error|error" | tee -a "$OUT/eval.log"
     tar czf "$OUT/eval.tgz" -C "$W" eval 2>/dev/null
   }

@@ -57,6 +57,19 @@ def test_train_lowers_loss_saves_and_loads_back(tiny_model_dir, data_file, tmp_p
     assert resumed["optimizer_steps"] == 10
 
 
+def test_init_adapter_goes_on_from_the_saved_weights(tiny_model_dir, data_file, tmp_path):
+    first = train(_args(tiny_model_dir, data_file, tmp_path / "a", "--max_steps", "6"))
+    # --lora_r 4 is overridden: the saved adapter's rank 8 is what goes on training.
+    second = train(_args(tiny_model_dir, data_file, tmp_path / "b", "--max_steps", "2", "--lora_r", "4",
+                         "--init_adapter", str(tmp_path / "a")))
+    assert second["lora_r"] == 8 and second["init_adapter"] == str(tmp_path / "a")
+    assert json.loads((tmp_path / "b" / "adapter_config.json").read_text())["r"] == 8
+    # Starting from the trained weights, the first loss is near where the first run ended, not where it began.
+    assert second["first_loss"] < first["first_loss"] - 0.05, (first, second)
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        train(_args(tiny_model_dir, data_file, tmp_path / "c", "--max_steps", "1", "--init_adapter", str(tmp_path)))
+
+
 def test_padding_free_rows_match_separate_samples(tiny_lm, data_file):
     """Restarting position ids give each packed sample exactly its own logits: no cross-contamination."""
     model, tok = tiny_lm
