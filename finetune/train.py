@@ -412,10 +412,8 @@ def _load_adapter_to_train(model, args):
     from peft import PeftConfig, PeftModel
 
     folder = Path(args.init_adapter)
-    if not (folder / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"--init_adapter {folder} has no adapter_config.json (not a saved PEFT adapter)")
     cfg = PeftConfig.from_pretrained(str(folder))
-    if getattr(cfg, "peft_type", None) is None or str(cfg.peft_type).split(".")[-1] != "LORA":
+    if cfg.peft_type != "LORA":
         raise ValueError(f"--init_adapter {folder} is a {cfg.peft_type} adapter, not LoRA")
     model = PeftModel.from_pretrained(model, str(folder), is_trainable=True)
     # The summary and the saved config must describe the adapter that was actually trained.
@@ -435,6 +433,9 @@ def train(args) -> dict:
         raise ValueError("--batch_size must be a multiple of --micro_batch_size")
     if args.pad_to_cutoff and args.packing:
         args.packing = False
+    if args.init_adapter and not (Path(args.init_adapter) / "adapter_config.json").is_file():
+        # Checked before the base model loads, which takes a while.
+        raise FileNotFoundError(f"--init_adapter {args.init_adapter} has no adapter_config.json (not a saved PEFT adapter)")
     world = int(os.environ.get("WORLD_SIZE", 1))
     accumulation = max(1, args.batch_size // args.micro_batch_size // world)
     out_dir = Path(args.output_dir)
