@@ -63,7 +63,10 @@ FORMAT_REMINDER = (
     "or\nThought: Do I need to use a tool? No\nAI: <your response>"
 )
 
-IMAGE_PATH_RE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w.-]+\.(?:png|jpg|jpeg|webp|bmp))", re.I)
+# A name part may hold balanced parentheses ("holiday(8).png", as browsers name a second
+# download), but never starts with one, so "(see image/a.png)" still yields image/a.png.
+_NAME_PART = r"[\w.-]+(?:\([\w.-]*\)[\w.-]*)*"
+IMAGE_PATH_RE = re.compile(rf"(?<![\w/.-])((?:{_NAME_PART}/)*{_NAME_PART}\.(?:png|jpg|jpeg|webp|bmp))", re.I)
 
 
 @dataclass(frozen=True)

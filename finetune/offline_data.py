@@ -523,17 +523,51 @@ def _direct_cond(ctx: _Ctx, gen: CatalogTool) -> Episode:
 
 _FILENAME_QUESTIONS = {
     "train": ["what was the name of the file i uploaded?", "which file did i send you?", "remind me the image name",
-              "what's the file name of the last image?"],
+              "what's the file name of the last image?", "where is my image saved?", "what's the path to the photo?",
+              "give me the file path of the last picture", "what did you call the result file?",
+              "what is the filename of my photo", "where did the edited picture end up?",
+              "tell me the name of the latest file", "i forgot what my upload is called",
+              "which path should i use for that image?", "file name of the result please",
+              "where can i find the image you made?", "what's the location of the pic on disk?"],
     "val": ["can you tell me the path of my picture?"],
 }
+# How often a no-tool request about files comes when there is an image: asking where a picture is
+# needs no tool, yet "path"/"picture" pull a small model toward one.
+FILENAME_QUESTION_RATE = 0.15
+# How often a no-tool request is listed beside tools that share a word with it ("positive or
+# negative?" beside Negative Image Filter): a shared word is not a reason to call a tool.
+WORD_TRAP_RATE = 0.5
+_TRAP_STOPWORDS = frozenset({
+    "image", "images", "photo", "photos", "picture", "pictures", "with", "from", "this", "that", "into", "make",
+    "given", "what", "when", "your", "tool", "file", "text", "there", "have", "about", "them", "they", "like",
+    "want", "some", "more", "than", "then", "each", "other", "these", "those", "which", "where", "please"})
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 4 and w not in _TRAP_STOPWORDS}
+
+
+def _word_traps(ctx: _Ctx, request: str, k: int = 2) -> list[CatalogTool]:
+    """Up to ``k`` catalog tools whose name or gist shares a content word with ``request``."""
+    words = _content_words(request)
+    hits = [t for t in ctx.catalog if words & _content_words(t.name + " " + t.description.split(". The input")[0])]
+    ctx.rng.shuffle(hits)
+    chosen: list[CatalogTool] = []
+    for t in hits:
+        if len(chosen) == k:
+            break
+        if all(_compatible(t, c) for c in chosen):
+            chosen.append(t)
+    return chosen
 
 
 def _no_tool(ctx: _Ctx) -> Episode:
     rng = ctx.rng
     tools = _pick_tools(ctx, [rng.choice(ctx.catalog)])
-    if ctx.images and rng.random() < 0.08:
+    if ctx.images and rng.random() < FILENAME_QUESTION_RATE:
         q = rng.choice(_FILENAME_QUESTIONS[ctx.split])
-        return Episode(tools, list(ctx.history), add_typos(q, rng), [], f"The last image is {ctx.images[-1]}.", "no_tool_file")
+        return Episode(_trap_listing(ctx, q, tools), list(ctx.history), add_typos(q, rng), [],
+                       f"The last image is {ctx.images[-1]}.", "no_tool_file")
     if not ctx.images and rng.random() < 0.05:
         # An image task with nothing to work on: ask for the image instead of inventing a file name.
         t = rng.choice([t for t in ctx.catalog if t.source == "real" and t.args[0] == "img"])
@@ -547,7 +581,16 @@ def _no_tool(ctx: _Ctx) -> Episode:
     kind = "text" if rng.random() < 0.65 else "chat"
     ex = rng.choice([e for e in pool if e.kind == kind] or list(pool))
     request = add_typos(ex.request, rng, rate=rng.choice([0.0, 0.05]))
-    return Episode(tools, list(ctx.history), request, [], ex.answer, f"no_tool_{ex.kind}")
+    return Episode(_trap_listing(ctx, ex.request, tools), list(ctx.history), request, [], ex.answer, f"no_tool_{ex.kind}")
+
+
+def _trap_listing(ctx: _Ctx, request: str, tools: list[CatalogTool]) -> list[CatalogTool]:
+    """``tools``, or (``WORD_TRAP_RATE`` of the time, in training) a listing led by tools that share
+    a word with ``request``."""
+    if ctx.split != "train" or ctx.rng.random() >= WORD_TRAP_RATE:
+        return tools
+    traps = _word_traps(ctx, request)
+    return _pick_tools(ctx, traps) if traps else tools
 
 
 # A synthetic tool is sometimes listed under a fresh name for one episode, so that a name alone never

@@ -456,13 +456,19 @@ def _stem(path: str) -> str:
     return path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
+def _balanced(cut: str) -> str:
+    """A cut name part without its parentheses when the cut split a pair ("holiday(8)" -> "holiday("
+    would be a name no path pattern reads)."""
+    return cut if cut.count("(") == cut.count(")") else re.sub(r"[()]", "", cut)
+
+
 def tool_output_path(rng: random.Random, func: str, source: str) -> str:
     """The name a tool gives its output, mostly Visual ChatGPT's ``new_func_prev_orig.png`` shape."""
     r = rng.random()
     stem = _stem(source)
     if r < 0.7:
         parts = stem.split("_")
-        prev, orig = parts[0][:8], parts[-1][:8]
+        prev, orig = (_balanced(parts[0][:8]), _balanced(parts[-1][:8]))
         return f"image/{_hex(rng, 4)}_{func}_{prev}_{orig}.png"
     if r < 0.85:
         return f"image/{_hex(rng, 8)}.png"

@@ -20,7 +20,7 @@ from efe_langchain.finetune.offline_data import (
     generate_samples,
     heldout_names,
 )
-from efe_langchain.finetune.phrasings import add_typos, load_no_tool_examples, load_real_phrasings
+from efe_langchain.finetune.phrasings import add_typos, load_no_tool_examples, load_real_phrasings, tool_output_path
 from efe_langchain.finetune.splits import handwritten_records, load_handwritten, unseen_records
 from efe_langchain.finetune.synthetic_tools import load_synthetic_families, synthetic_tools
 
@@ -443,3 +443,34 @@ def test_some_tool_calls_fail_and_the_answer_says_so():
         assert x["output"] == react.render_final_step(f"I could not do that. {error}")
     # Validation data never contains them: the splits measure tool use, not failure reports.
     assert not any("Observation: Error" in r["output"] for r in generate_eval_records(400, seed=1))
+
+
+def test_tool_outputs_of_a_bracketed_name_stay_readable_paths():
+    import random
+
+    for seed in range(40):
+        out = tool_output_path(random.Random(seed), "edge", "Downloads/holiday(8).png")
+        assert react.extract_image_paths(f"Observation: {out}") == [out]
+
+
+def test_no_tool_requests_are_listed_beside_tools_that_share_a_word(monkeypatch):
+    from efe_langchain.finetune import offline_data
+
+    words = lambda text: {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 5}  # noqa: E731
+
+    def share_of_traps() -> float:
+        eps = [e for e in generate_episodes(1500, seed=4) if e.kind in ("no_tool_text", "no_tool_file")]
+        assert all(not e.steps for e in eps)
+        shared = [e for e in eps if any(words(e.request) & words(t.name + " " + t.description.split(". The input")[0])
+                                        for t in e.tools)]
+        return len(shared) / len(eps)
+
+    with_traps = share_of_traps()
+    monkeypatch.setattr(offline_data, "WORD_TRAP_RATE", 0.0)
+    assert with_traps > share_of_traps() + 0.1  # measured 0.36 against 0.17
+
+
+def test_questions_about_file_names_are_many_and_phrased_many_ways():
+    eps = [e for e in generate_episodes(1500, seed=4) if e.kind == "no_tool_file"]
+    assert len(eps) >= 20 and len({e.request for e in eps}) >= 8
+    assert all(e.answer.endswith(".") and e.answer.split()[-1].rstrip(".") in "\n".join(e.history) for e in eps)

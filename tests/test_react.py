@@ -334,6 +334,12 @@ def test_extract_image_paths_in_order_without_duplicates():
     assert react.extract_image_paths("no images here, just a .png mention") == []
 
 
+def test_extract_image_paths_keeps_balanced_parentheses_of_a_name():
+    # Browsers name a second download "holiday(8).png"; brackets around a path are not part of it.
+    text = "edge map of Downloads/holiday(8).png (see image/a.png) and out/x(1)/y(2).jpg, not z(.png"
+    assert react.extract_image_paths(text) == ["Downloads/holiday(8).png", "image/a.png", "out/x(1)/y(2).jpg"]
+
+
 def test_cut_hallucinated_observation():
     assert react.cut_hallucinated_observation("Action Input: a\nObservation: b") == "Action Input: a\n"
     assert react.cut_hallucinated_observation("AI: hi\nHuman: bye") == "AI: hi"
