@@ -25,6 +25,7 @@ The resulting text is byte for byte what the GPT4Tools protocol writes.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -170,9 +171,12 @@ class ReActDecoder:
         max_text_arg_tokens: int = 32,
         prompt_lookup: int = 8,
         tool_orders: int = 1,
+        order_confidence: float = 0.0,
     ) -> None:
         if int(tool_orders) < 1:
             raise ValueError(f"tool_orders must be at least 1, not {tool_orders!r}")
+        if not 0.0 <= float(order_confidence) <= 1.0:
+            raise ValueError(f"order_confidence must be a probability in [0, 1], not {order_confidence!r}")
         self.model = model
         self.tokenizer = tokenizer
         self.use_cache = use_cache
@@ -180,6 +184,8 @@ class ReActDecoder:
         self.prompt_lookup = prompt_lookup  # draft length for greedy prompt-lookup decoding; 0 = off
         self.lookup_min_ngram = 1  # shortest n-gram whose earlier occurrence proposes a draft
         self.tool_orders = int(tool_orders)  # tool lists scored per choice (1: the prompt's own)
+        # Skip the other orders when the first gives its pick at least this probability (0: never skip).
+        self.order_confidence = float(order_confidence)
         self.lock = threading.RLock()
         self._ids: list[int] = []
         self._cache = None
@@ -188,7 +194,7 @@ class ReActDecoder:
         # One more prefix cache per extra tool order: consecutive turns list the tools the same way,
         # so each order's prompt then extends its own previous prompt, as the main one does.
         self._order_states: dict[int, tuple] = {}
-        self.stats = {"forwards": 0, "tokens_computed": 0, "tokens_reused": 0}
+        self.stats = {"forwards": 0, "tokens_computed": 0, "tokens_reused": 0, "orders_skipped": 0}
         eos = set()
         for src in (getattr(tokenizer, "eos_token_id", None), getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
             if isinstance(src, int):
@@ -583,27 +589,52 @@ class ReActDecoder:
 
         ``scores`` are the tools' scores under the prompt as given. Each order's scores are
         normalised over the tools first (their shared prefix differs between orders). A prompt
-        whose tools are not in GPT4Tools' layout is scored as given only.
+        whose tools are not in GPT4Tools' layout is scored as given only. The other orders are
+        not consulted when the first is at least ``order_confidence`` sure of its pick.
         """
-        total = list(scores)
+        orders = self._scores_by_order(prompt, tools, scores)
+        total = next(orders)
+        if self.order_confidence and self._orders_apply(prompt, tools) and math.exp(max(total)) >= self.order_confidence:
+            self.stats["orders_skipped"] += 1
+        else:
+            for extra in orders:
+                total = [a + b for a, b in zip(total, extra)]
+        return max(range(len(tools)), key=total.__getitem__)
+
+    def tool_scores_by_order(self, prompt: str, tools: Sequence[ToolChoice]) -> list[list[float]]:
+        """Each tool order's log-probabilities of the tools (normalised over them), the prompt's own
+        order first: what ``_pick_tool`` sums (for studying the order gate)."""
+        with self.lock:
+            tools = [ToolChoice.from_tool(t) for t in tools]
+            ids = self.encode_prompt(prompt) + self.encode_piece(THOUGHT_PREFIX)
+            ids += self.encode_piece(" Yes") + self.encode_piece("\nAction:")
+            first = self.score(ids, [self.encode_piece(f" {t.name}\n") for t in tools])
+            return list(self._scores_by_order(prompt, tools, first))
+
+    def _orders_apply(self, prompt: str, tools: list[ToolChoice]) -> bool:
+        if self.tool_orders < 2 or len(tools) < 2:
+            return False
+        return sorted(listed_tool_names(prompt)) == sorted(t.name for t in tools)
+
+    def _scores_by_order(self, prompt: str, tools: list[ToolChoice], scores: Sequence[float]) -> Iterator[list[float]]:
+        yield _log_normalize(scores) if len(tools) > 1 else list(scores)
+        if not self._orders_apply(prompt, tools):
+            return
         listed = listed_tool_names(prompt)
-        if self.tool_orders > 1 and len(tools) > 1 and sorted(listed) == sorted(t.name for t in tools):
-            head = self.encode_piece(THOUGHT_PREFIX) + self.encode_piece(" Yes") + self.encode_piece("\nAction:")
-            cands = [self.encode_piece(f" {t.name}\n") for t in tools]
-            total = _log_normalize(scores)
+        head = self.encode_piece(THOUGHT_PREFIX) + self.encode_piece(" Yes") + self.encode_piece("\nAction:")
+        cands = [self.encode_piece(f" {t.name}\n") for t in tools]
+        for k, order in enumerate(tool_orders(listed, self.tool_orders)[1:], start=1):
+            text = reorder_prompt_tools(prompt, order)
+            if text is None:
+                continue
             main = (self._ids, self._cache, self._logp)
             try:
-                for k, order in enumerate(tool_orders(listed, self.tool_orders)[1:], start=1):
-                    text = reorder_prompt_tools(prompt, order)
-                    if text is None:
-                        continue
-                    self._ids, self._cache, self._logp = self._order_states.get(k, ([], None, None))
-                    extra = _log_normalize(self.score(self.encode_prompt(text) + head, cands))
-                    self._order_states[k] = (self._ids, self._cache, self._logp)
-                    total = [a + b for a, b in zip(total, extra)]
+                self._ids, self._cache, self._logp = self._order_states.get(k, ([], None, None))
+                extra = _log_normalize(self.score(self.encode_prompt(text) + head, cands))
+                self._order_states[k] = (self._ids, self._cache, self._logp)
             finally:
                 self._ids, self._cache, self._logp = main
-        return max(range(len(tools)), key=total.__getitem__)
+            yield extra
 
     def tool_call(self, prompt: str, tools: Sequence[ToolChoice], image_paths: Sequence[str] | None = None) -> str:
         """The constrained step given that a tool is used (evaluation asks "which tool, if one?")."""

@@ -130,6 +130,9 @@ class LocalLLM(BaseLLM):
     tool_orders: int = Field(default=3, ge=1)
     """Constrained decoding scores each tool choice under this many orders of the listed tools and
     adds the scores: small models prefer some list positions (1 scores the prompt as given)."""
+    tool_order_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Skip the other orders when the first gives its pick at least this probability: most of
+    their cost for little of their gain (``benchmarks/bench_order_gate.py``; 0 always consults)."""
     temperature: float = 0.0
     """0 decodes greedily; above 0 samples (free text only; choices stay by likelihood)."""
     seed: int | None = None
@@ -144,7 +147,8 @@ class LocalLLM(BaseLLM):
         if getattr(self.tokenizer, "pad_token_id", None) is None and self.tokenizer.eos_token is not None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.eval()
-        self._decoder = ReActDecoder(self.model, self.tokenizer, tool_orders=self.tool_orders)
+        self._decoder = ReActDecoder(self.model, self.tokenizer, tool_orders=self.tool_orders,
+                                     order_confidence=self.tool_order_confidence)
         return self
 
     # ------------------------------------------------------------------ construction
@@ -276,7 +280,8 @@ class LocalLLM(BaseLLM):
         ``image_paths``: images a tool may receive; None takes those named in the prompt.
         """
         use = self.constrained if constrained is None else constrained
-        self._decoder.tool_orders = self.tool_orders  # the field may have been set after construction
+        # The fields may have been set after construction.
+        self._decoder.tool_orders, self._decoder.order_confidence = self.tool_orders, self.tool_order_confidence
         return self._decoder.step(prompt, tools, image_paths, constrained=use, max_new_tokens=self.max_new_tokens)
 
     def react_batch(

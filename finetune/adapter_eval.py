@@ -31,7 +31,7 @@ __all__ = ["BareLocalLLM", "load_bare_llm", "evaluate_splits", "summary_report",
 class BareLocalLLM:
     """``generate_batch`` / ``react_step`` / ``react_batch`` of LocalLLM over a model and tokenizer."""
 
-    def __init__(self, model, tokenizer, max_new_tokens: int = 128, tool_orders: int = 1):
+    def __init__(self, model, tokenizer, max_new_tokens: int = 128, tool_orders: int = 1, order_confidence: float = 0.0):
         from efe_langchain.decoding import ReActDecoder
 
         if tokenizer.pad_token_id is None:
@@ -39,7 +39,7 @@ class BareLocalLLM:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
-        self._decoder = ReActDecoder(model, tokenizer, tool_orders=tool_orders)
+        self._decoder = ReActDecoder(model, tokenizer, tool_orders=tool_orders, order_confidence=order_confidence)
 
     def generate_batch(self, prompts: Sequence[str], *, max_new_tokens: int | None = None,
                        stop: Sequence[str] = react.STOP_SEQUENCES, batch_size: int = 8, progress: bool = False) -> list[str]:
@@ -58,7 +58,7 @@ class BareLocalLLM:
 
 
 def load_bare_llm(base: str, adapter: str | None = None, device: str = "auto", dtype: str = "auto",
-                  tool_orders: int = 1) -> BareLocalLLM:
+                  tool_orders: int = 1, order_confidence: float = 0.0) -> BareLocalLLM:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -80,7 +80,7 @@ def load_bare_llm(base: str, adapter: str | None = None, device: str = "auto", d
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    return BareLocalLLM(model, tok, tool_orders=tool_orders)
+    return BareLocalLLM(model, tok, tool_orders=tool_orders, order_confidence=order_confidence)
 
 
 def evaluate_splits(llm, splits: Sequence[str], out: str | Path, decodings: Sequence[str] = ("free", "constrained"),
@@ -189,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--tool_orders", type=int, default=1,
                    help="constrained decoding: score each tool choice under this many orders of the tool list")
+    p.add_argument("--order_confidence", type=float, default=0.0,
+                   help="skip the other tool orders when the first gives its pick this probability (0: never)")
     a = p.parse_args(argv)
-    llm = load_bare_llm(a.base, a.adapter, a.device, a.dtype, a.tool_orders)
+    llm = load_bare_llm(a.base, a.adapter, a.device, a.dtype, a.tool_orders, a.order_confidence)
     llm.max_new_tokens = a.max_new_tokens
     decs = ["free", "constrained"] if a.decoding == "both" else [a.decoding]
     label = a.label or ("adapter" if a.adapter else "base")

@@ -14,7 +14,9 @@
 #           the base model, RANKS processes spread over the GPUs
 # Knobs: EPISODES, SEED, RENAME_REAL (chance that a listed real tool gets a fresh name for the episode; default 0),
 # INIT (an adapter folder to go on training, e.g. efe_langchain/adapters/smollm2-135m-efe; default: a fresh LoRA),
-# ORDERS (tool orders of constrained decoding in eval; default 3, the package default), EPOCHS, LR, R, ALPHA, MICRO, BATCH, SAVE_STEPS, TRAIN_TIMEOUT, EREC, EBATCH, RANKS, EVAL_TIMEOUT, MODELS.
+# ORDERS (tool orders of constrained decoding in eval; default 3, the package default), GATE (eval's --order_confidence;
+# labels the run adapter_gate<GATE>), DECODINGS (eval: both, free or constrained), GATE_SWEEP (eval: also run
+# benchmarks/bench_order_gate.py on the new adapter), EPOCHS, LR, R, ALPHA, MICRO, BATCH, SAVE_STEPS, TRAIN_TIMEOUT, EREC, EBATCH, RANKS, EVAL_TIMEOUT, MODELS.
 # Prepare the carried folders here with `scripts/gpu_train.sh prepare`.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -122,19 +124,24 @@ eval)
     local label=$1 ad=$2 dec=$3; shift 3
     local adarg=(); [ "$ad" != none ] && adarg=(--adapter "$ad")
     timeout ${EVAL_TIMEOUT:-200} torchrun --standalone --nproc_per_node "$R" -m efe_langchain.finetune.adapter_eval \
-      --base "$GGUF" "${adarg[@]}" --label "$label" --split $SPLITS --out "$W/eval" --decoding "$dec" --tool_orders ${ORDERS:-3} "$@" \
+      --base "$GGUF" "${adarg[@]}" --label "$label" --split $SPLITS --out "$W/eval" --decoding "$dec" --tool_orders ${ORDERS:-3} \
+      --order_confidence ${GATE:-0} "$@" \
       2>&1 | grep -a -E "^\[|Error|error" | tee -a "$OUT/eval.log"
     tar czf "$OUT/eval.tgz" -C "$W" eval 2>/dev/null
   }
   # One launch per model (both decodings): each launch costs ~20 s of model loading on every rank.
   for m in ${MODELS:-new shipped base}; do
     case $m in
-      new)     run_eval adapter "$A" both --batch_size 32 ;;
+      new)     run_eval "adapter${GATE:+_gate$GATE}" "$A" ${DECODINGS:-both} --batch_size 32 ;;
       shipped) run_eval shipped efe_langchain/adapters/smollm2-135m-efe both --batch_size 32 ;;
       base)    run_eval base none both --batch_size 32 --max_new_tokens 64 ;;
     esac
   done
   cp "$W"/eval/summary_*.json "$OUT/" 2>/dev/null
+  if [ -n "${GATE_SWEEP:-}" ]; then  # first tool choices under every order gate (benchmarks/bench_order_gate.py)
+    python3 benchmarks/bench_order_gate.py --base "$GGUF" --adapter "$A" --device cuda --orders ${ORDERS:-3} \
+      --out "$OUT/order_gate_h200" 2>&1 | grep -v -E "Warning|it/s\]|s/it\]" | tail -20
+  fi
   ;;
 *)
   echo "usage: $0 prepare|g1|g2|train|resume|bench|beval|gbench|eval"; exit 2 ;;

@@ -276,6 +276,39 @@ def test_tool_choice_over_several_orders_sums_each_orders_normalised_scores(tiny
     assert moved >= 1, "the order of the tool list should change the scores, or this test proves nothing"
 
 
+def test_order_gate_skips_the_other_orders_only_for_a_sure_first_order(tiny_models, smollm2_tokenizer):
+    """``tool_scores_by_order`` gives each order's normalised scores; a gate at the first order's top
+    probability keeps its pick and skips the other prefills, a gate above it sums them all."""
+    import math
+
+    specs = list(load_tool_specs())[:5]
+    choices = [ToolChoice.from_tool(s) for s in specs]
+    names = [c.name for c in choices]
+    for model in tiny_models:
+        probe = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=4, tool_orders=3)
+        for new_input in ("outline the dog", "make the car blue"):
+            prompt = _conversation(specs, new_input)
+            orders = probe.tool_scores_by_order(prompt, choices)
+            assert len(orders) == 3 and all(len(o) == len(names) for o in orders)
+            assert all(abs(sum(math.exp(x) for x in o) - 1) < 1e-6 for o in orders)
+            top = math.exp(max(orders[0]))
+            first = names[max(range(len(names)), key=orders[0].__getitem__)]
+            summed = [sum(x) for x in zip(*orders)]
+            all_orders = names[max(range(len(names)), key=summed.__getitem__)]
+
+            sure = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=4, tool_orders=3, order_confidence=top * 0.999)
+            before = sure.stats["forwards"]
+            assert parse(sure.tool_call(prompt, choices), names).tool == first
+            assert sure.stats["orders_skipped"] == 1
+            unsure = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=4, tool_orders=3,
+                                  order_confidence=min(1.0, top * 1.001 + 1e-9))
+            assert parse(unsure.tool_call(prompt, choices), names).tool == all_orders
+            assert unsure.stats["orders_skipped"] == 0
+            assert unsure.stats["forwards"] > sure.stats["forwards"] - before
+    with pytest.raises(ValueError, match="order_confidence"):
+        ReActDecoder(tiny_models[0], smollm2_tokenizer, order_confidence=1.5)
+
+
 def test_tool_orders_leave_custom_prompts_alone(tiny_lm):
     model, tok = tiny_lm
     choices = [ToolChoice("Alpha Tool"), ToolChoice("Beta Tool")]

@@ -430,7 +430,9 @@ def test_image_questions_are_asked_bare_more_often_than_edits():
         assert len(steps) > 40, tool
         return sum(not refs.search(x["instruction"].split("New input:")[-1].split("\n")[0]) for x in steps) / len(steps)
 
-    assert bare_share("Answer Question About The Image") > bare_share("Edge Detection On Image") + 0.05
+    # Detection ("find" group) against edges: both have phrasings with an elidable "in {img}" (most
+    # VQA phrasings have none, so its share is near the edges' and says little).
+    assert bare_share("Detect the Give Object") > bare_share("Edge Detection On Image") + 0.15
     assert bare_share("Detect the Give Object") > 0.3
 
 
