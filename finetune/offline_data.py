@@ -444,7 +444,12 @@ def _single(ctx: _Ctx, tool: CatalogTool, kind: str) -> Episode:
     if ctx.split == "train" and rng.random() < TOOL_ERROR_RATE:
         obs = _tool_error(rng, tool, target, parsed)
         answer = f"I could not do that. {obs}"
-    tools = _pick_tools(ctx, [tool])
+    targets = [tool]
+    if ctx.split == "train" and rng.random() < TOOL_WORD_TRAP_RATE:
+        # Tools that share a word with the request but do another job ("highlight the cat with a
+        # box" beside Highlight Given Object): the description decides, not the shared word.
+        targets += [t for t in _word_traps(ctx, request, k=3) if _compatible(t, tool)][:2]
+    tools = _pick_tools(ctx, targets)
     return Episode(tools, list(ctx.history), request, [(tool.name, args, obs)], answer, kind,
                    ctx.captions.get(target, ""), target)
 
@@ -537,6 +542,8 @@ FILENAME_QUESTION_RATE = 0.15
 # How often a no-tool request is listed beside tools that share a word with it ("positive or
 # negative?" beside Negative Image Filter): a shared word is not a reason to call a tool.
 WORD_TRAP_RATE = 0.5
+# The same for tool calls: how often a single call's listing gets such tools beside the right one.
+TOOL_WORD_TRAP_RATE = 0.3
 _TRAP_STOPWORDS = frozenset({
     "image", "images", "photo", "photos", "picture", "pictures", "with", "from", "this", "that", "into", "make",
     "given", "what", "when", "your", "tool", "file", "text", "there", "have", "about", "them", "they", "like",

@@ -472,6 +472,22 @@ def test_no_tool_requests_are_listed_beside_tools_that_share_a_word(monkeypatch)
     assert with_traps > share_of_traps() + 0.1  # measured 0.36 against 0.17
 
 
+def test_single_calls_are_sometimes_listed_beside_tools_that_share_a_word(monkeypatch):
+    from efe_langchain.finetune import offline_data
+
+    words = lambda text: {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 5}  # noqa: E731
+
+    def share_of_traps() -> float:
+        eps = [e for e in generate_episodes(1000, seed=6) if e.kind in ("real", "synthetic")]
+        shared = [e for e in eps if any(words(e.request) & words(t.name + " " + t.description.split(". The input")[0])
+                                        for t in e.tools if t.name != e.steps[0][0])]
+        return len(shared) / len(eps)
+
+    with_traps = share_of_traps()
+    monkeypatch.setattr(offline_data, "TOOL_WORD_TRAP_RATE", 0.0)
+    assert with_traps > share_of_traps() + 0.08
+
+
 def test_questions_about_file_names_are_many_and_phrased_many_ways():
     eps = [e for e in generate_episodes(1500, seed=4) if e.kind == "no_tool_file"]
     assert len(eps) >= 20 and len({e.request for e in eps}) >= 8
