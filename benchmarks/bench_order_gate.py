@@ -59,13 +59,14 @@ def plot(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for split, res in results.items():
         gates = [g for g in res["gates"] if g["gate"]]
-        ax.plot([g["skipped"] for g in gates], [g["accuracy"] for g in gates], marker="o", label=split)
+        line, = ax.plot([g["skipped"] for g in gates], [g["accuracy"] for g in gates], marker="o", label=split)
+        ax.axhline(res["one_order"], ls=":", color=line.get_color(), lw=1)  # one order: every choice skips
         for g in gates:
             ax.annotate(f"{g['gate']:g}", (g["skipped"], g["accuracy"]), fontsize=7, xytext=(2, 2),
                         textcoords="offset points")
     ax.set_xlabel("tool choices that skip the extra orders (%)")
     ax.set_ylabel("first tool choice right (%)")
-    ax.set_title("Gating the extra tool orders on the first order's confidence")
+    ax.set_title("Gating the extra tool orders on the first order's confidence\n(dotted: one order only)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -40,7 +40,7 @@ from efe_langchain.react import (
     reorder_prompt_tools,
 )
 
-__all__ = ["ToolChoice", "ReActDecoder", "FINAL_ANSWER_STOPS", "tool_orders"]
+__all__ = ["ToolChoice", "ReActDecoder", "FINAL_ANSWER_STOPS", "DEFAULT_ORDER_CONFIDENCE", "tool_orders"]
 
 # A final answer ends where the model starts a new protocol line or imagines the next turn.
 FINAL_ANSWER_STOPS = tuple(STOP_SEQUENCES) + ("\nThought:", "\nAction:")
@@ -77,6 +77,11 @@ class ToolChoice:
         if takes_image is None:
             takes_image = "image_path" in getattr(tool, "description", "")
         return cls(name=name, n_args=int(getattr(tool, "n_args", 1) or 1), takes_image=bool(takes_image))
+
+
+# The package's order gate (LocalLLM.tool_order_confidence): on the splits of benchmarks/results/
+# order_gate_h200_adapter_s6.md no first tool choice changes at 0.95, and 70-90% skip the extra orders.
+DEFAULT_ORDER_CONFIDENCE = 0.95
 
 
 def _log_normalize(scores: Sequence[float]) -> list[float]:

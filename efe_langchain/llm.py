@@ -17,7 +17,7 @@ from langchain_core.language_models.llms import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from efe_langchain.decoding import ReActDecoder, ToolChoice
+from efe_langchain.decoding import DEFAULT_ORDER_CONFIDENCE, ReActDecoder, ToolChoice
 from efe_langchain.react import STOP_SEQUENCES
 
 __all__ = ["LocalLLM", "load_embedded_llm", "package_adapter_dir", "ToolChoice", "STOP_SEQUENCES"]
@@ -130,7 +130,7 @@ class LocalLLM(BaseLLM):
     tool_orders: int = Field(default=3, ge=1)
     """Constrained decoding scores each tool choice under this many orders of the listed tools and
     adds the scores: small models prefer some list positions (1 scores the prompt as given)."""
-    tool_order_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    tool_order_confidence: float = Field(default=DEFAULT_ORDER_CONFIDENCE, ge=0.0, le=1.0)
     """Skip the other orders when the first gives its pick at least this probability: most of
     their cost for little of their gain (``benchmarks/bench_order_gate.py``; 0 always consults)."""
     temperature: float = 0.0

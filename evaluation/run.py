@@ -409,9 +409,13 @@ def run_evaluation(
                 continue
             if tool_orders is not None and hasattr(llm, "tool_orders"):
                 llm.tool_orders = int(tool_orders)
-            # Another tool-order count is another decoder: its predictions get their own folder.
+            # Another tool-order count or order gate is another decoder: its predictions get their own folder.
             orders = getattr(llm, "tool_orders", 3)
-            names = {d: f"{spec.label}@{d}" + (f"-o{orders}" if d == "constrained" and orders != 3 else "") for d in decodings}
+            from efe_langchain.decoding import DEFAULT_ORDER_CONFIDENCE
+
+            gate = getattr(llm, "tool_order_confidence", DEFAULT_ORDER_CONFIDENCE)
+            other = (f"-o{orders}" if orders != 3 else "") + (f"-g{gate:g}" if gate != DEFAULT_ORDER_CONFIDENCE and orders > 1 else "")
+            names = {d: f"{spec.label}@{d}" + (other if d == "constrained" else "") for d in decodings}
             jobs = [(names[d], LocalRunner(llm, decoding=d, batch_size=batch_size, max_new_tokens=max_new_tokens), d) for d in decodings]
         elif spec.kind == "reference":
             jobs = [(spec.label, ReferenceRunner(), "oracle")]

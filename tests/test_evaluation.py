@@ -398,3 +398,17 @@ def test_tool_orders_reach_the_model_and_name_the_run(tiny_llm, tmp_path):
     assert (tmp_path / "embedded@constrained-o1" / "predictions.json").is_file()
     with pytest.raises(ValueError, match="tool-orders"):
         run_evaluation(sample_eval_path(), ["embedded"], tmp_path, tool_orders=0, progress=False)
+
+
+def test_an_order_gate_other_than_the_default_names_its_own_run(tiny_llm, tmp_path):
+    from efe_langchain.decoding import DEFAULT_ORDER_CONFIDENCE
+
+    assert tiny_llm.tool_order_confidence == DEFAULT_ORDER_CONFIDENCE
+    tiny_llm.tool_order_confidence = 0.0  # always consult every order
+    try:
+        res = run_evaluation(sample_eval_path(), ["embedded"], tmp_path, limit=2, decoding="constrained",
+                             max_new_tokens=4, progress=False, llm_loader=lambda spec, device: tiny_llm)
+        assert [r.label for r in res] == ["embedded@constrained-g0"] and res[0].error is None
+        assert tiny_llm.decoder.order_confidence == 0.0  # synced on the first step
+    finally:
+        tiny_llm.tool_order_confidence = DEFAULT_ORDER_CONFIDENCE
