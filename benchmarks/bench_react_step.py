@@ -109,7 +109,7 @@ def run_timing(args) -> dict:
     names = [s.name for s in specs]
     tok = llm.tokenizer
     # Same decoding, but the cache is emptied before every call: prefill of the whole prompt each time.
-    nocache = ReActDecoder(llm.model, tok, tool_orders=llm.tool_orders)
+    nocache = ReActDecoder(llm.model, tok, tool_orders=llm.tool_orders, order_confidence=llm.tool_order_confidence)
     # EFE scoring each tool choice under the prompt's own tool order only (its own cache, same calls).
     single = ReActDecoder(llm.model, tok, tool_orders=1)
     res = {k: [] for k in ("gen_tool", "gen_final", "gen_turn", "efe_tool", "efe_final", "efe_turn", "nocache_tool",
@@ -152,7 +152,8 @@ def run_timing(args) -> dict:
               f"EFE tool {e1.wall:.2f}s final {e2.wall:.2f}s | EFE no-reuse tool {n1.wall:.2f}s "
               f"(load {os.getloadavg()[0]:.1f})", flush=True)
     return {"times": res, "cpu": cpu, "cold": cold, "samples": samples, "prompt_tokens": prompt_tokens,
-            "generate_tool_tokens": gen_tokens, "stats": dict(llm.decoder.stats)}
+            "generate_tool_tokens": gen_tokens, "stats": dict(llm.decoder.stats), "tool_orders": llm.tool_orders,
+            "order_confidence": llm.tool_order_confidence}
 
 
 def run_memory(args, method: str) -> None:
@@ -240,6 +241,8 @@ def main() -> int:
     print(f"speed-up p50 (CPU):  tool step x{pct(c['gen_tool'], .5) / pct(c['efe_tool'], .5):.1f} | "
           f"whole turn x{pct(c['gen_turn'], .5) / pct(c['efe_turn'], .5):.1f}")
     print(f"target: tool step >= x4 and <= 0.8 s p50 -> {'MET' if r_tool >= 4 and pct(t['efe_tool'], .5) <= 0.8 else 'NOT MET'}")
+    print(f"EFE decoder: tool_orders {out['tool_orders']}, order gate {out['order_confidence']:g}; "
+          f"tool choices that skipped the extra orders: {out['stats'].get('orders_skipped', 0)}")
     if mem:
         print(f"peak RSS during 3 turns (fresh process each, peak reset after loading): generate "
               f"{mem['generate']['peak_mb']:.0f} MB, EFE {mem['efe']['peak_mb']:.0f} MB "
