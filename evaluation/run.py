@@ -365,6 +365,7 @@ def run_evaluation(
     decoding: str = "both",
     max_new_tokens: int = 128,
     tool_orders: int | None = None,
+    order_confidence: float | None = None,
     openai_options: dict[str, Any] | None = None,
     prices: dict[str, tuple[float, float]] | None = None,
     device: str | None = None,
@@ -384,6 +385,8 @@ def run_evaluation(
         raise ValueError(f"--decoding must be free, constrained or both, not {decoding!r}")
     if tool_orders is not None and int(tool_orders) < 1:
         raise ValueError(f"--tool-orders must be at least 1, not {tool_orders!r}")
+    if order_confidence is not None and not 0.0 <= float(order_confidence) <= 1.0:
+        raise ValueError(f"--order-confidence must be a probability in [0, 1], not {order_confidence!r}")
     specs = [parse_model_spec(m) for m in models]  # every spec checked before any work starts
     if not specs:
         raise ValueError("give at least one --model")
@@ -409,6 +412,8 @@ def run_evaluation(
                 continue
             if tool_orders is not None and hasattr(llm, "tool_orders"):
                 llm.tool_orders = int(tool_orders)
+            if order_confidence is not None and hasattr(llm, "tool_order_confidence"):
+                llm.tool_order_confidence = float(order_confidence)
             # Another tool-order count or order gate is another decoder: its predictions get their own folder.
             orders = getattr(llm, "tool_orders", 3)
             from efe_langchain.decoding import DEFAULT_ORDER_CONFIDENCE

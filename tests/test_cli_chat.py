@@ -60,3 +60,14 @@ def test_tool_orders_below_one_is_refused_before_loading():
     args = argparse.Namespace(model="embedded", adapter="none", gguf_file=None, max_new_tokens=None, tool_orders=0)
     with pytest.raises(ValueError, match="--tool-orders must be at least 1"):
         load_llm(args)
+
+
+def test_order_confidence_outside_zero_to_one_is_refused_before_loading():
+    import argparse
+
+    from efe_langchain.commands.chat import load_llm
+
+    args = argparse.Namespace(model="embedded", adapter="none", gguf_file=None, max_new_tokens=None, tool_orders=None,
+                              order_confidence=1.5)
+    with pytest.raises(ValueError, match="--order-confidence must be a probability"):
+        load_llm(args)

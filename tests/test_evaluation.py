@@ -404,11 +404,13 @@ def test_an_order_gate_other_than_the_default_names_its_own_run(tiny_llm, tmp_pa
     from efe_langchain.decoding import DEFAULT_ORDER_CONFIDENCE
 
     assert tiny_llm.tool_order_confidence == DEFAULT_ORDER_CONFIDENCE
-    tiny_llm.tool_order_confidence = 0.0  # always consult every order
     try:
         res = run_evaluation(sample_eval_path(), ["embedded"], tmp_path, limit=2, decoding="constrained",
-                             max_new_tokens=4, progress=False, llm_loader=lambda spec, device: tiny_llm)
+                             order_confidence=0.0, max_new_tokens=4, progress=False,
+                             llm_loader=lambda spec, device: tiny_llm)
         assert [r.label for r in res] == ["embedded@constrained-g0"] and res[0].error is None
         assert tiny_llm.decoder.order_confidence == 0.0  # synced on the first step
     finally:
         tiny_llm.tool_order_confidence = DEFAULT_ORDER_CONFIDENCE
+    with pytest.raises(ValueError, match="order-confidence"):
+        run_evaluation(sample_eval_path(), ["embedded"], tmp_path, order_confidence=2.0, progress=False)

@@ -33,9 +33,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-constrained", action="store_true", help="free decoding: no constraints on tool names, images or argument counts")
     p.add_argument("--tool-orders", type=int, default=None,
                    help="constrained decoding scores each tool choice under N orders of the tool list (default 3; 1 is fastest)")
+    p.add_argument("--order-confidence", type=float, default=None,
+                   help="skip the other tool orders when the first gives its pick at least this probability (default 0.95; 0 always consults them)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="longest free text the model writes per step")
     p.add_argument("--max-tool-steps", type=int, default=6, help="tool calls allowed per turn (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="print only the answers, not the tool steps")
+
+
+def check_order_confidence(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"--order-confidence must be a probability in [0, 1], not {value}")
+    return value
 
 
 def load_llm(args: argparse.Namespace):
@@ -46,6 +54,8 @@ def load_llm(args: argparse.Namespace):
         if args.tool_orders < 1:
             raise ValueError(f"--tool-orders must be at least 1, not {args.tool_orders}")
         extra["tool_orders"] = args.tool_orders
+    if getattr(args, "order_confidence", None) is not None:
+        extra["tool_order_confidence"] = check_order_confidence(args.order_confidence)
     adapter = None if (args.adapter or "").lower() == "none" else args.adapter
     # "org/name" may be a hub id; "./x", "/x", "~/x" and "x.gguf" can only be local files.
     looks_like_path = args.model.startswith((".", "/", "~")) or args.model.endswith(".gguf")

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tool-orders", type=int, default=None,
                         help="local models, constrained decoding: score each tool choice under N orders of the tool "
                              "list (default: the model's, 3); runs with another value than 3 are labelled @constrained-oN")
+    parser.add_argument("--order-confidence", type=float, default=None,
+                        help="local models, constrained decoding: skip the other tool orders when the first gives its "
+                             "pick at least this probability (default 0.95; 0: always); other values are labelled -gP")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="per ReAct step (default 128)")
     parser.add_argument("--device", default=None, help="local models: cpu, cuda, cuda:1 ... (default: auto)")
     api = parser.add_argument_group("OpenAI-compatible endpoints")
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         decoding=args.decoding,
         tool_orders=args.tool_orders,
+        order_confidence=args.order_confidence,
         max_new_tokens=args.max_new_tokens,
         device=args.device,
         variant=args.scorer,

@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="decode chat tool steps freely instead of constrained (tool names, images, arg counts)")
     parser.add_argument("--tool-orders", type=int, default=None,
                         help="constrained decoding scores each tool choice under N orders of the tool list (default 3)")
+    parser.add_argument("--order-confidence", type=float, default=None,
+                        help="skip the other tool orders when the first gives its pick at least this probability (default 0.95; 0 always consults them)")
     parser.add_argument("--log-level", default="info")
 
 
@@ -39,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
         if args.tool_orders < 1:
             raise ValueError(f"--tool-orders must be at least 1, not {args.tool_orders}")
         llm.tool_orders = args.tool_orders
+    if args.order_confidence is not None:
+        from efe_langchain.commands.chat import check_order_confidence
+
+        llm.tool_order_confidence = check_order_confidence(args.order_confidence)
     name = args.name or ("efe-embedded" if spec.name == "embedded" and spec.embedded_adapter else
                          "efe-embedded-noadapter" if spec.name == "embedded" else Path(spec.name).name)
     print(f"serving {llm.model_name} as '{name}' on http://{args.host}:{args.port}/v1", flush=True)
