@@ -14,7 +14,8 @@ the conversation). So instead of decoding it token by token we
 * pick the candidate by the sum of its token log-probabilities (no string matching afterwards);
 * optionally (``tool_orders``) score the tool choice again with the tools listed in other orders
   and add the per-order log-probabilities: a small model prefers some list positions, and on tools
-  it never saw in training that preference decided one wrong choice in ten;
+  it never saw in training that preference decided one wrong choice in ten; with
+  ``order_confidence`` the other orders are scored only when the first is unsure of its pick;
 * decode only free text (text arguments, the final answer) token by token.
 
 Fixed text is cut where the tokenizer would cut it anyway: we force ``"\\nAction:"`` and let the
