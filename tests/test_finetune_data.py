@@ -469,7 +469,7 @@ def test_no_tool_requests_are_listed_beside_tools_that_share_a_word(monkeypatch)
 
     with_traps = share_of_traps()
     monkeypatch.setattr(offline_data, "WORD_TRAP_RATE", 0.0)
-    assert with_traps > share_of_traps() + 0.1  # measured 0.36 against 0.17
+    assert with_traps > share_of_traps() + 0.1  # measured 0.41 against 0.17
 
 
 def test_single_calls_are_sometimes_listed_beside_tools_that_share_a_word(monkeypatch):
