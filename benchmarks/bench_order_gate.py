@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     elif adapter == "none":
         adapter = None
     llm = load_bare_llm(base, adapter, a.device, tool_orders=a.orders)
-    decoder = llm._decoder
+    decoder = llm.decoder
     command = "python benchmarks/bench_order_gate.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results: dict = {}
     t0 = time.perf_counter()

@@ -41,6 +41,11 @@ class BareLocalLLM:
         self.max_new_tokens = max_new_tokens
         self._decoder = ReActDecoder(model, tokenizer, tool_orders=tool_orders, order_confidence=order_confidence)
 
+    @property
+    def decoder(self):
+        """The ReActDecoder, as ``LocalLLM.decoder``."""
+        return self._decoder
+
     def generate_batch(self, prompts: Sequence[str], *, max_new_tokens: int | None = None,
                        stop: Sequence[str] = react.STOP_SEQUENCES, batch_size: int = 8, progress: bool = False) -> list[str]:
         from efe_langchain.decoding import generate_batch

@@ -554,10 +554,16 @@ def _content_words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 4 and w not in _TRAP_STOPWORDS}
 
 
+@lru_cache(maxsize=None)
+def _tool_words(name: str, description: str) -> frozenset[str]:
+    # Asked for every catalog tool on every trap listing: worth reading each description once.
+    return frozenset(_content_words(name + " " + description.split(". The input")[0]))
+
+
 def _word_traps(ctx: _Ctx, request: str, k: int = 2) -> list[CatalogTool]:
     """Up to ``k`` catalog tools whose name or gist shares a content word with ``request``."""
     words = _content_words(request)
-    hits = [t for t in ctx.catalog if words & _content_words(t.name + " " + t.description.split(". The input")[0])]
+    hits = [t for t in ctx.catalog if words & _tool_words(t.name, t.description)]
     ctx.rng.shuffle(hits)
     chosen: list[CatalogTool] = []
     for t in hits:
