@@ -85,6 +85,11 @@ class ToolChoice:
 DEFAULT_ORDER_CONFIDENCE = 0.95
 
 
+def _leading_path(value: str, image_paths: Sequence[str]) -> str | None:
+    """The conversation image path that ``value`` starts with, if any."""
+    return next((p for p in image_paths if value == p or value.startswith((f"{p},", f"{p} "))), None)
+
+
 def _log_normalize(scores: Sequence[float]) -> list[float]:
     return torch.log_softmax(torch.tensor(scores, dtype=torch.float64), dim=0).tolist()
 
@@ -200,7 +205,8 @@ class ReActDecoder:
         # One more prefix cache per extra tool order: consecutive turns list the tools the same way,
         # so each order's prompt then extends its own previous prompt, as the main one does.
         self._order_states: dict[int, tuple] = {}
-        self.stats = {"forwards": 0, "tokens_computed": 0, "tokens_reused": 0, "orders_skipped": 0}
+        self.stats = {"forwards": 0, "tokens_computed": 0, "tokens_reused": 0, "orders_skipped": 0,
+                      "path_args_retried": 0}
         eos = set()
         for src in (getattr(tokenizer, "eos_token_id", None), getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
             if isinstance(src, int):
@@ -688,6 +694,16 @@ class ReActDecoder:
             value = "".join(
                 self.iter_free(ids, stop=stops, max_new_tokens=self.max_text_arg_tokens, ban_first=banned)
             ).strip()
+            copied = None if (tool.takes_image or args) else _leading_path(value, image_paths)
+            if copied:
+                # A tool that takes no image was handed a conversation image: its text argument is
+                # elsewhere in the request. Try again without the path's first token.
+                del ids[start:]
+                banned += (self.decode(self.encode_piece(f" {copied}")[:1]).strip(),)
+                value = "".join(
+                    self.iter_free(ids, stop=stops, max_new_tokens=self.max_text_arg_tokens, ban_first=banned)
+                ).strip()
+                self.stats["path_args_retried"] += 1
             args.append(value)
             if not last:
                 # Continue from the text as written (the stop may have cut inside a token).

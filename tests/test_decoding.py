@@ -318,3 +318,39 @@ def test_tool_orders_leave_custom_prompts_alone(tiny_lm):
     assert a == b
     with pytest.raises(ValueError, match="tool_orders"):
         ReActDecoder(model, tok, tool_orders=0)
+
+
+def _copying_lm(tokenizer, text: str, seed: int = 7):
+    """A tiny random model pushed to write ``text`` after "Action Input:" (a forward hook adds a
+    large logit to the token that continues it), as a model that copies an image path would."""
+    model = build_tiny_lm(tokenizer, seed=seed)
+    pieces = tokenizer.encode(f" {text}\n", add_special_tokens=False)
+    after = {tokenizer.encode("Action Input:", add_special_tokens=False)[-1]: pieces[0]}
+    after.update(zip(pieces, pieces[1:]))
+    assert len(after) == len(pieces), "the path's tokens must be distinct for this hook"
+
+    def push(module, args, kwargs, out):
+        ids = kwargs["input_ids"][0]
+        rows = out.logits.shape[1]
+        for j, tok in enumerate(ids[-rows:].tolist()):
+            if tok in after:
+                out.logits[0, j, after[tok]] += 100.0
+        return out
+
+    model.register_forward_hook(push, with_kwargs=True)
+    return model
+
+
+def test_a_tool_without_an_image_never_gets_a_conversation_image_as_its_text(smollm2_tokenizer):
+    model = _copying_lm(smollm2_tokenizer, IMAGES[0])
+    text_only = next(s for s in load_tool_specs() if not s.takes_image and s.n_args == 1)
+    dec = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=12)
+    out = dec.tool_call(_conversation([text_only], "draw a rocket"), [ToolChoice.from_tool(text_only)])
+    value = parse(out).tool_input
+    assert value and not value.startswith(IMAGES[0]), out
+    assert dec.stats["path_args_retried"] == 1
+    # Control: the same model does copy the path when nothing stops it (an image tool's text slot
+    # is its second argument, where a path is the model's business).
+    free = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=12)
+    assert free.complete(_conversation([text_only], "draw a rocket") + f" Yes\nAction: {text_only.name}\nAction Input:",
+                         stop=["\n"]).strip() == IMAGES[0]
