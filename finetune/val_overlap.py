@@ -24,7 +24,8 @@ STOPWORDS = frozenset(
     "these those my me i you your we our us can could would will should please just so do does did make made "
     "give get let want need like some more any all one two what which how why when where who there here "
     "image images photo photos picture pictures pic shot file upload version look looks kindly hoping "
-    "mind chance know if not no yes up out off over show use put only just way turn take have has had".split()
+    "mind chance know if not no yes up out off over show use put only just way turn take have has had "
+    "what's it's i'm don't can't".split()
 )
 
 
