@@ -477,7 +477,15 @@ _CHAIN_PHRASINGS = {
     "train": ["generate {desc} from the {c} of {img}", "use the {c} of {img} to make {desc}",
               "first get the {c} of {img}, then generate {desc} from it", "make {desc} based on the {c} of {img}",
               "turn {img} into {desc}, keeping its {c}", "take the {c} of {img} and create {desc}",
-              "can you extract the {c} from {img} and then generate {desc}"],
+              "can you extract the {c} from {img} and then generate {desc}",
+              # Session 8: a chain that stopped after its first step on a hand-written request.
+              "give me {desc} with the {c} of {img}", "i need {desc}, copy the {c} from {img}",
+              "{desc}, but with the {c} taken from {img}", "extract the {c} of {img} first, then draw {desc} on top of it",
+              "keep the {c} of {img} and change it into {desc}", "match the {c} of {img} and render {desc}",
+              "start from the {c} of {img} and generate {desc}", "re-imagine {img} as {desc} with its {c} kept",
+              "build {desc} on the {c} of {img}", "i'd like {desc} that mirrors the {c} of {img}",
+              "get the {c} from {img} and then make {desc} with it", "{img} has a nice {c}, make {desc} out of it",
+              "could you make {desc} in the {c} of {img}", "grab the {c} of {img}, then turn it into {desc}"],
     "val": ["I want {desc}, following the {c} in {img}", "create {desc} that has the same {c} as {img}",
             "using {img}'s {c}, paint {desc}"],
 }
