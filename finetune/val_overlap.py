@@ -2,7 +2,7 @@
 
 val_generated.json must ask in words that training does not use (issue 7), so a phrasing written
 for training is dropped when it is too close to any val phrasing of the same pool: a shared word
-3-gram with a content word in it, two shared content words, or half of its own content words found
+3-gram with a content word in it, the same words, two shared content words, or half of its own content words found
 in one val phrasing. A tool's own words (its names and description, which every prompt shows) do
 not count as content words for its phrasings. Placeholders (``{img}``, ``{x}``) end a run of words.
 
@@ -54,7 +54,10 @@ def too_close(candidate: str, val: Iterable[str], own: Iterable[str] = ()) -> st
     """
     own = frozenset(own)
     grams, cw = _trigrams(candidate, own), content_words(candidate, own)
+    same = words(candidate)
     for v in val:
+        if words(v) == same:
+            return f"the same words as {v!r}"
         shared = _trigrams(v, own) & grams
         if shared:
             return f"3-gram {' '.join(next(iter(shared)))!r} of {v!r}"

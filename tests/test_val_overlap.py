@@ -20,6 +20,8 @@ def test_common_words_placeholders_and_the_tools_own_words_do_not_count():
     assert too_close("blur the background of {img}", ["blur the background of {img} a lot"]) is not None
     assert too_close("blur the background of {img}", ["blur the background of {img} a lot"],
                      own=["blur", "background"]) is None
+    # ...but the very same words are always too close, own or not.
+    assert too_close("Blur the background of {img}!", ["blur the background of {img}"], own=["blur", "background"])
 
 
 def test_keep_far_splits_and_says_why():
