@@ -1,9 +1,9 @@
 """Keep new training phrasings away from the validation phrasings they would leak into.
 
 val_generated.json must ask in words that training does not use (issue 7), so a phrasing written
-for training is dropped when it is too close to any val phrasing of the same pool: a shared word
-3-gram with a content word in it, the same words, two shared content words, or half of its own content words found
-in one val phrasing. A tool's own words (its names and description, which every prompt shows) do
+for training is dropped when it is too close to any val phrasing of the same pool: the same words,
+a shared word 3-gram with a content word in it, two shared content words, or half of its own
+content words found in one val phrasing. A tool's own words (its names and description, which every prompt shows) do
 not count as content words for its phrasings. Placeholders (``{img}``, ``{x}``) end a run of words.
 
     python -m finetune.val_overlap synthetic NEW.tsv     # family<TAB>p1 ;; p2 ... -> kept / dropped
@@ -13,6 +13,7 @@ not count as content words for its phrasings. Placeholders (``{img}``, ``{x}``) 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -24,7 +25,7 @@ STOPWORDS = frozenset(
     "these those my me i you your we our us can could would will should please just so do does did make made "
     "give get let want need like some more any all one two what which how why when where who there here "
     "image images photo photos picture pictures pic shot file upload version look looks kindly hoping "
-    "mind chance know if not no yes up out off over show use put only just way turn take have has had "
+    "mind chance know if not no yes up out off over show use put only way turn take have has had "
     "what's it's i'm don't can't".split()
 )
 
@@ -82,6 +83,7 @@ def own_words(family) -> frozenset[str]:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
+    from evaluation.records import split_instruction
     from finetune.phrasings import load_no_tool_examples
     from finetune.synthetic_tools import load_synthetic_families
 
@@ -91,13 +93,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--extra-val", type=Path, action="append", default=[],
                     help="an evaluation file whose requests count as val too (e.g. val_handwritten.json)")
     a = ap.parse_args(argv)
-    extra = []
-    for p in a.extra_val:
-        import json
-
-        from evaluation.records import split_instruction
-
-        extra += [split_instruction(r["instruction"]).input for r in json.loads(p.read_text())]
+    extra = [split_instruction(r["instruction"]).input for p in a.extra_val for r in json.loads(p.read_text())]
     lines = [ln for ln in a.path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     n_kept = n_dropped = 0
     if a.pool == "synthetic":

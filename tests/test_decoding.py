@@ -349,8 +349,7 @@ def test_a_tool_without_an_image_never_gets_a_conversation_image_as_its_text(smo
     value = parse(out).tool_input
     assert value and not value.startswith(IMAGES[0]), out
     assert dec.stats["path_args_retried"] == 1
-    # Control: the same model does copy the path when nothing stops it (an image tool's text slot
-    # is its second argument, where a path is the model's business).
+    # Control: decoded freely, the same model does write the path there.
     free = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=12)
     assert free.complete(_conversation([text_only], "draw a rocket") + f" Yes\nAction: {text_only.name}\nAction Input:",
                          stop=["\n"]).strip() == IMAGES[0]

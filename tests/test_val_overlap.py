@@ -1,7 +1,7 @@
 """The filter that keeps new training phrasings away from the val phrasings."""
 
 from finetune.synthetic_tools import load_synthetic_families
-from finetune.val_overlap import keep_far, own_words, too_close
+from finetune.val_overlap import _trigrams, keep_far, own_words, too_close
 
 VAL = ["give {img} a shallow depth of field look", "soften everything behind the subject in {img}"]
 
@@ -15,8 +15,9 @@ def test_a_shared_content_trigram_or_two_shared_words_is_too_close():
 
 def test_common_words_placeholders_and_the_tools_own_words_do_not_count():
     assert too_close("could you make {img} look like a film", VAL) is None
-    # "the subject in {img}" would be a 3-gram only across the placeholder.
-    assert too_close("keep {img} in focus, subject sharp", ["draw the subject in {img}"]) is None
+    # A placeholder ends a run of words: no 3-gram spans it.
+    assert _trigrams("warm velvet {img} glow", frozenset()) == set()
+    assert _trigrams("warm velvet glow on {img}", frozenset()) == {("warm", "velvet", "glow"), ("velvet", "glow", "on")}
     assert too_close("blur the background of {img}", ["blur the background of {img} a lot"]) is not None
     assert too_close("blur the background of {img}", ["blur the background of {img} a lot"],
                      own=["blur", "background"]) is None
