@@ -477,10 +477,18 @@ def tool_output_path(rng: random.Random, func: str, source: str) -> str:
     return f"image/{func}_{_hex(rng, 6)}.jpg"
 
 
+# The val words stay out of training so that val_generated measures whether a new way of pointing at
+# the last image is understood; many training ways make that likelier (session 8's candidate answered
+# "restyle that one as monet" and "can i post that one at work" with no tool).
 _REFS = {
     "train": ["this image", "the image", "this picture", "the picture", "the photo", "this photo", "it",
               "my photo", "the last image", "this pic", "the image above", "the one i sent",
-              "the current image", "that picture", "the pic"],
+              "the current image", "that picture", "the pic",
+              "the newest image", "the most recent image", "the new picture", "my picture", "my pic",
+              "the snapshot", "this file", "the file", "the attached image", "the image i gave you",
+              "the picture i shared", "the one above", "that image", "that photo", "this snap",
+              "the current picture", "the last pic", "the last one",
+              "the one we have now", "the last thing i sent", "the most recent pic"],
     "val": ["the shot", "that one", "my upload", "the latest picture", "the photograph"],
 }
 

@@ -493,3 +493,20 @@ def test_questions_about_file_names_are_many_and_phrased_many_ways():
     eps = [e for e in generate_episodes(1500, seed=4) if e.kind == "no_tool_file"]
     assert len(eps) >= 20 and len({e.request for e in eps}) >= 8
     assert all(e.answer.endswith(".") and e.answer.split()[-1].rstrip(".") in "\n".join(e.history) for e in eps)
+
+
+def test_training_points_at_images_in_many_ways_but_never_with_the_val_words():
+    # val_generated asks with "that one", "my upload"...: training must not, or that split would
+    # stop measuring whether a new way of pointing at the last image is understood.
+    from efe_langchain.finetune.phrasings import _REFS
+    from efe_langchain.finetune.val_overlap import content_words
+
+    assert len(_REFS["train"]) >= 30
+    assert not set(_REFS["train"]) & set(_REFS["val"])
+    val_words = set().union(*(content_words(r) for r in _REFS["val"]))
+    assert not val_words & set().union(*(content_words(r) for r in _REFS["train"]))
+    requests = [x["instruction"].split("New input:")[-1].split("\n")[0].lower() for x in generate_samples(1500, seed=21)]
+    used = {r for r in _REFS["train"] if len(r) > 8 and any(r in q for q in requests)}
+    assert len(used) >= 20
+    # ("my upload form only accepts gif" is a request about a form, not a way to point at the image)
+    assert not any(re.search(rf"\b{re.escape(r)}\b(?! form)", q) for r in _REFS["val"] for q in requests)
