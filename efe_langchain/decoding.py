@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -206,7 +207,7 @@ class ReActDecoder:
         # so each order's prompt then extends its own previous prompt, as the main one does.
         self._order_states: dict[int, tuple] = {}
         self.stats = {"forwards": 0, "tokens_computed": 0, "tokens_reused": 0, "orders_skipped": 0,
-                      "path_args_retried": 0}
+                      "yes_no_orders_skipped": 0, "path_args_retried": 0}
         eos = set()
         for src in (getattr(tokenizer, "eos_token_id", None), getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
             if isinstance(src, int):
@@ -591,7 +592,7 @@ class ReActDecoder:
         names = [self.encode_piece(f" {t.name}\n") for t in tools]
         scores = self.score(ids, [no] + [yes + action + n for n in names])
         yes_no = self.score(ids, [yes, no])  # cached: no extra pass for one-token words
-        if yes_no[0] < yes_no[1]:
+        if self._yes_no_margin(prompt, tools, yes_no[0] - yes_no[1]) < 0:
             return self._final_answer(ids, max_new_tokens)
         best = self._pick_tool(prompt, tools, scores[1:])
         return self._tool_call(ids, tools, image_paths, prompt, chosen=best)
@@ -613,6 +614,24 @@ class ReActDecoder:
                 total = [a + b for a, b in zip(total, extra)]
         return max(range(len(tools)), key=total.__getitem__)
 
+    def _yes_no_margin(self, prompt: str, tools: list[ToolChoice], margin: float) -> float:
+        """log P(Yes) - log P(No), summed over ``tool_orders`` listings of the tools like the tool
+        pick: whether a tool is needed depends on the list's order too (session 9, adapter_s6's
+        first steps on the CPU: "what kind of food is on the table?" was No by 0.38 in the prompt's
+        order, Yes by 2.4 and 2.0 in the two others). Skipped when the first order is at least
+        ``order_confidence`` sure."""
+        if not self._orders_apply(prompt, tools):
+            return margin
+        if self.order_confidence and 1.0 / (1.0 + math.exp(-abs(margin))) >= self.order_confidence:
+            self.stats["yes_no_orders_skipped"] += 1
+            return margin
+        yes, no = self.encode_piece(" Yes"), self.encode_piece(" No")
+        for k, text in self._other_orders(prompt):
+            with self._order_state(k):
+                scores = self.score(self.encode_prompt(text) + self.encode_piece(THOUGHT_PREFIX), [yes, no])
+            margin += scores[0] - scores[1]
+        return margin
+
     def tool_scores_by_order(self, prompt: str, tools: Sequence[ToolChoice]) -> list[list[float]]:
         """Each tool order's log-probabilities of the tools (normalised over them), the prompt's own
         order first: what ``_pick_tool`` sums (for studying the order gate)."""
@@ -632,21 +651,30 @@ class ReActDecoder:
         yield _log_normalize(scores) if len(tools) > 1 else list(scores)
         if not self._orders_apply(prompt, tools):
             return
-        listed = listed_tool_names(prompt)
         head = self.encode_piece(THOUGHT_PREFIX) + self.encode_piece(" Yes") + self.encode_piece("\nAction:")
         cands = [self.encode_piece(f" {t.name}\n") for t in tools]
-        for k, order in enumerate(tool_orders(listed, self.tool_orders)[1:], start=1):
-            text = reorder_prompt_tools(prompt, order)
-            if text is None:
-                continue
-            main = (self._ids, self._cache, self._logp)
-            try:
-                self._ids, self._cache, self._logp = self._order_states.get(k, ([], None, None))
+        for k, text in self._other_orders(prompt):
+            with self._order_state(k):
                 extra = _log_normalize(self.score(self.encode_prompt(text) + head, cands))
-                self._order_states[k] = (self._ids, self._cache, self._logp)
-            finally:
-                self._ids, self._cache, self._logp = main
             yield extra
+
+    def _other_orders(self, prompt: str) -> Iterator[tuple[int, str]]:
+        """(order number, the prompt with its tools listed in that order) for orders 2..tool_orders."""
+        for k, order in enumerate(tool_orders(listed_tool_names(prompt), self.tool_orders)[1:], start=1):
+            text = reorder_prompt_tools(prompt, order)
+            if text is not None:
+                yield k, text
+
+    @contextmanager
+    def _order_state(self, k: int) -> Iterator[None]:
+        """Score under order ``k``'s own prefix cache, then put the main one back."""
+        main = (self._ids, self._cache, self._logp)
+        try:
+            self._ids, self._cache, self._logp = self._order_states.get(k, ([], None, None))
+            yield
+            self._order_states[k] = (self._ids, self._cache, self._logp)
+        finally:
+            self._ids, self._cache, self._logp = main
 
     def tool_call(self, prompt: str, tools: Sequence[ToolChoice], image_paths: Sequence[str] | None = None) -> str:
         """The constrained step given that a tool is used (evaluation asks "which tool, if one?")."""

@@ -133,7 +133,7 @@ eval)
   for m in ${MODELS:-new shipped base}; do
     case $m in
       new)     run_eval "adapter${GATE:+_gate$GATE}" "$A" ${DECODINGS:-both} --batch_size 32 ;;
-      shipped) run_eval shipped efe_langchain/adapters/smollm2-135m-efe both --batch_size 32 ;;
+      shipped) run_eval shipped efe_langchain/adapters/smollm2-135m-efe ${DECODINGS:-both} --batch_size 32 ;;
       base)    run_eval base none both --batch_size 32 --max_new_tokens 64 ;;
     esac
   done

@@ -309,6 +309,64 @@ def test_order_gate_skips_the_other_orders_only_for_a_sure_first_order(tiny_mode
         ReActDecoder(tiny_models[0], smollm2_tokenizer, order_confidence=1.5)
 
 
+def _order_sensitive_lm(tokenizer, first: str, second: str, seed: int):
+    """A tiny random model whose " Yes" is 1.5 less likely when tool ``first`` is listed above tool
+    ``second`` and 1.5 more likely otherwise, as a small model's choice can hang on the list order."""
+    model = build_tiny_lm(tokenizer, seed=seed)
+    yes = tokenizer.encode(" Yes", add_special_tokens=False)[0]
+    lines = [tokenizer.encode(f"> {name}:", add_special_tokens=False) for name in (first, second)]
+
+    def where(ids: list[int], seq: list[int]) -> int:
+        return next((i for i in range(len(ids) - len(seq) + 1) if ids[i:i + len(seq)] == seq), -1)
+
+    def push(module, args, kwargs, out):
+        ids = kwargs["input_ids"][0].tolist()
+        a, b = where(ids, lines[0]), where(ids, lines[1])
+        if a >= 0 and b >= 0:  # a call that carries the tool list (later calls reuse its cache)
+            out.logits[0, :, yes] += -1.5 if a < b else 1.5
+        return out
+
+    model.register_forward_hook(push, with_kwargs=True)
+    return model
+
+
+def test_whether_a_tool_is_needed_is_decided_over_the_same_tool_orders(smollm2_tokenizer):
+    """A step says Yes when log P(Yes) - log P(No) summed over the tool orders is positive; a gate
+    below the first order's own certainty keeps the first order's answer without the other prefills."""
+    import math
+
+    from efe_langchain.decoding import tool_orders
+    from efe_langchain.react import reorder_prompt_tools
+
+    specs = list(load_tool_specs())[:5]
+    choices = [ToolChoice.from_tool(s) for s in specs]
+    names = [c.name for c in choices]
+    flipped = 0
+    for seed in range(2):
+        model = _order_sensitive_lm(smollm2_tokenizer, names[0], names[1], seed)
+        plain = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=4)
+        yes, no = plain.encode_piece(" Yes"), plain.encode_piece(" No")
+        for new_input in ("outline the dog", "thanks!", "is the cat asleep?"):
+            prompt = _conversation(specs, new_input)
+            margins = []
+            for order in tool_orders(names, 3):
+                plain.reset()
+                ids = plain.encode_prompt(reorder_prompt_tools(prompt, order)) + plain.encode_piece("Thought: Do I need to use a tool?")
+                s = plain.score(ids, [yes, no])
+                margins.append(s[0] - s[1])
+            flipped += (margins[0] > 0) != (sum(margins) > 0)
+            one = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=4).step(prompt, choices, max_new_tokens=4)
+            assert one.startswith("Thought: Do I need to use a tool? " + ("Yes" if margins[0] > 0 else "No"))
+            three = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=4, tool_orders=3).step(prompt, choices, max_new_tokens=4)
+            assert three.startswith("Thought: Do I need to use a tool? " + ("Yes" if sum(margins) > 0 else "No")), (margins, three)
+            sure = 1 / (1 + math.exp(-abs(margins[0])))
+            gated = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=4, tool_orders=3, order_confidence=sure * 0.999)
+            out = gated.step(prompt, choices, max_new_tokens=4)
+            assert out.startswith("Thought: Do I need to use a tool? " + ("Yes" if margins[0] > 0 else "No"))
+            assert gated.stats["yes_no_orders_skipped"] == 1
+    assert flipped >= 3, "the list order should change some decisions, or this test proves nothing"
+
+
 def test_tool_orders_leave_custom_prompts_alone(tiny_lm):
     model, tok = tiny_lm
     choices = [ToolChoice("Alpha Tool"), ToolChoice("Beta Tool")]
