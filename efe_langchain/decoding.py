@@ -16,6 +16,7 @@ the conversation). So instead of decoding it token by token we
   and add the per-order log-probabilities: a small model prefers some list positions, and on tools
   it never saw in training that preference decided one wrong choice in ten; with
   ``order_confidence`` the other orders are scored only when the first is unsure of its pick;
+  whether a tool is needed at all (Yes/No) is summed over the same orders, gated the same way;
 * decode only free text (text arguments, the final answer) token by token.
 
 Fixed text is cut where the tokenizer would cut it anyway: we force ``"\\nAction:"`` and let the

@@ -12,6 +12,7 @@
 #   beval   carry .whl_efe: evaluation throughput on the GPU, batched against batch size 1
 #   eval    carry .whl_efe: every split, free and constrained, for the new adapter, the shipped one and
 #           the base model, RANKS processes spread over the GPUs
+#   geval   carry .carry_g3 .whl_efe: a fresh machine after g1, g2: join the GGUF, then eval (MODELS=shipped)
 # Knobs: EPISODES, SEED, RENAME_REAL (chance that a listed real tool gets a fresh name for the episode; default 0),
 # INIT (an adapter folder to go on training, e.g. efe_langchain/adapters/smollm2-135m-efe; default: a fresh LoRA),
 # ORDERS (tool orders of constrained decoding in eval; default 3, the package default), GATE (eval's --order_confidence;
@@ -34,6 +35,11 @@ setup_python() {
   # finetune/ and evaluation/ are installed as efe_langchain.finetune / .evaluation; here, link them.
   ln -sfn ../finetune efe_langchain/finetune
   ln -sfn ../evaluation efe_langchain/evaluation
+}
+join_gguf() {  # the last third (carried in .carry_g3) joined to the two that g1 and g2 left, and checked
+  cp .carry_g3/g_02 "$W/"
+  cat "$W/g_00" "$W/g_01" "$W/g_02" > "$GGUF"
+  echo "$SHA  $GGUF" | sha256sum -c - || exit 4
 }
 ngpu() { nvidia-smi --query-gpu=name --format=csv,noheader | wc -l; }
 
@@ -70,9 +76,7 @@ prepare)  # here, before the calls: the three thirds of the GGUF and the wheels 
 g1) cp .carry_g1/g_00 "$W/" && ls -la "$W" && nvidia-smi --query-gpu=name,memory.total --format=csv ;;
 g2) cp .carry_g2/g_01 "$W/" && ls -la "$W" ;;
 train)
-  cp .carry_g3/g_02 "$W/"
-  cat "$W/g_00" "$W/g_01" "$W/g_02" > "$GGUF"
-  echo "$SHA  $GGUF" | sha256sum -c - || exit 4
+  join_gguf
   setup_python
   python3 - <<PY || exit 5
 import collections, json
@@ -94,9 +98,7 @@ beval)  # evaluation throughput on the GPU (issue 4): batched against batch size
     --records ${EREC:-64} --batch-size ${EBATCH:-32} --max-new-tokens 64 2>&1 | grep -v Warning | tee "$OUT/bench_eval_gpu.txt" | tail -15
   ;;
 gbench)  # a fresh machine after g1, g2: carry .carry_g3 .whl_efe; join, then only the batching-modes benchmark
-  cp .carry_g3/g_02 "$W/"
-  cat "$W/g_00" "$W/g_01" "$W/g_02" > "$GGUF"
-  echo "$SHA  $GGUF" | sha256sum -c - || exit 4
+  join_gguf
   setup_python
   python3 -c "
 import json
@@ -116,10 +118,11 @@ bench)
       2>&1 | grep -v Warning | tail -25
   done
   ;;
-eval)
+geval|eval)  # geval: a fresh machine after g1, g2 (carry .carry_g3 .whl_efe); join, then eval
+  [ "$1" = geval ] && join_gguf
   setup_python
   N=$(ngpu); R=${RANKS:-$((N * 3))}
-  A=$(cat "$W/adapter_path")
+  A=$(cat "$W/adapter_path" 2>/dev/null || echo efe_langchain/adapters/smollm2-135m-efe)
   run_eval() {  # label adapter-or-none decoding extra-args...
     local label=$1 ad=$2 dec=$3; shift 3
     local adarg=(); [ "$ad" != none ] && adarg=(--adapter "$ad")
@@ -144,5 +147,5 @@ eval)
   fi
   ;;
 *)
-  echo "usage: $0 prepare|g1|g2|train|resume|bench|beval|gbench|eval"; exit 2 ;;
+  echo "usage: $0 prepare|g1|g2|train|resume|bench|beval|gbench|eval|geval"; exit 2 ;;
 esac
