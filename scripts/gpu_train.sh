@@ -16,7 +16,7 @@
 # Knobs: EPISODES, SEED, RENAME_REAL (chance that a listed real tool gets a fresh name for the episode; default 0),
 # INIT (an adapter folder to go on training, e.g. efe_langchain/adapters/smollm2-135m-efe; default: a fresh LoRA),
 # ORDERS (tool orders of constrained decoding in eval; default 3, the package default), GATE (eval's --order_confidence;
-# labels the run adapter_gate<GATE>), DECODINGS (eval: both, free or constrained), GATE_SWEEP (eval: also run
+# labels the run adapter_gate<GATE>), DECODINGS (eval: both, free or constrained), SPLITS (eval: the split files), GATE_SWEEP (eval: also run
 # benchmarks/bench_order_gate.py on the new adapter), EPOCHS, LR, R, ALPHA, MICRO, BATCH, SAVE_STEPS, TRAIN_TIMEOUT, EREC, EBATCH, RANKS, EVAL_TIMEOUT, MODELS.
 # Prepare the carried folders here with `scripts/gpu_train.sh prepare`.
 set -uo pipefail
@@ -26,7 +26,7 @@ W=/root/efe
 GGUF=$W/SmolLM2-135M-Instruct.Q4_1.gguf
 SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 OUT=${OUT:-/tmp/out}
-SPLITS="evaluation/data/val_handwritten.json evaluation/data/test_unseen.json evaluation/data/val_generated.json"
+SPLITS=${SPLITS:-"evaluation/data/val_handwritten.json evaluation/data/test_unseen.json evaluation/data/val_generated.json"}
 mkdir -p "$W" "$OUT"
 
 setup_python() {
@@ -137,7 +137,7 @@ geval|eval)  # geval: a fresh machine after g1, g2 (carry .carry_g3 .whl_efe); j
     case $m in
       new)     run_eval "adapter${GATE:+_gate$GATE}" "$A" ${DECODINGS:-both} --batch_size 32 ;;
       shipped) run_eval shipped efe_langchain/adapters/smollm2-135m-efe ${DECODINGS:-both} --batch_size 32 ;;
-      base)    run_eval base none both --batch_size 32 --max_new_tokens 64 ;;
+      base)    run_eval base none ${DECODINGS:-both} --batch_size 32 --max_new_tokens 64 ;;
     esac
   done
   cp "$W"/eval/summary_*.json "$OUT/" 2>/dev/null
