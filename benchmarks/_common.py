@@ -34,3 +34,19 @@ def machine() -> str:
         f"({torch.get_num_threads()} threads) | transformers {transformers.__version__} | device {dev} | "
         f"load avg {os.getloadavg()[0]:.1f}"
     )
+
+
+def resolve_model(base: str | None, adapter: str | None) -> tuple[str, str | None]:
+    """``--base`` / ``--adapter`` as the scripts take them: no base is the embedded SmolLM2 GGUF,
+    adapter "default" the shipped one, "none" (or None) no adapter."""
+    if base is None:
+        from efe_langchain.embedded import smollm2_gguf_path
+
+        base = str(smollm2_gguf_path())
+    if adapter == "default":
+        from efe_langchain.llm import package_adapter_dir
+
+        adapter = str(package_adapter_dir())
+    elif adapter == "none":
+        adapter = None
+    return base, adapter

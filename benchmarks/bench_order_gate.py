@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import machine
+from _common import machine, resolve_model
 
 GATES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 
@@ -120,18 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from efe_langchain.evaluation.records import load_records, tool_choices
     from efe_langchain.finetune.adapter_eval import load_bare_llm
 
-    base = a.base
-    if base is None:
-        from efe_langchain.embedded import smollm2_gguf_path
-
-        base = str(smollm2_gguf_path())
-    adapter = a.adapter
-    if adapter == "default":
-        from efe_langchain.llm import package_adapter_dir
-
-        adapter = str(package_adapter_dir())
-    elif adapter == "none":
-        adapter = None
+    base, adapter = resolve_model(a.base, a.adapter)
     llm = load_bare_llm(base, adapter, a.device, tool_orders=a.orders)
     decoder = llm.decoder
     command = "python benchmarks/bench_order_gate.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+from _common import resolve_model
+
 
 def summary(rows: list[dict]) -> str:
     counts: dict = collections.defaultdict(collections.Counter)
@@ -62,18 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from efe_langchain.finetune.adapter_eval import load_bare_llm
     from efe_langchain.react import THOUGHT_PREFIX, listed_tool_names, reorder_prompt_tools
 
-    base = a.base
-    if base is None:
-        from efe_langchain.embedded import smollm2_gguf_path
-
-        base = str(smollm2_gguf_path())
-    adapter = a.adapter
-    if adapter == "default":
-        from efe_langchain.llm import package_adapter_dir
-
-        adapter = str(package_adapter_dir())
-    elif adapter == "none":
-        adapter = None
+    base, adapter = resolve_model(a.base, a.adapter)
     decoder = load_bare_llm(base, adapter, a.device).decoder
     yes, no = decoder.encode_piece(" Yes"), decoder.encode_piece(" No")
     out = Path(a.out)
