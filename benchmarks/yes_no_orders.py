@@ -56,31 +56,21 @@ def main(argv: list[str] | None = None) -> int:
         print(summary([json.loads(line) for line in Path(a.summary).read_text().splitlines() if line.strip()]))
         return 0
 
-    import torch
     from tqdm import tqdm
 
-    from efe_langchain.decoding import tool_orders
-    from efe_langchain.evaluation.records import load_records
+    from efe_langchain.evaluation.records import load_records, tool_choices
     from efe_langchain.finetune.adapter_eval import load_bare_llm
-    from efe_langchain.react import THOUGHT_PREFIX, listed_tool_names, reorder_prompt_tools
+    from efe_langchain.react import THOUGHT_PREFIX
 
     base, adapter = resolve_model(a.base, a.adapter)
-    decoder = load_bare_llm(base, adapter, a.device).decoder
-    yes, no = decoder.encode_piece(" Yes"), decoder.encode_piece(" No")
+    decoder = load_bare_llm(base, adapter, a.device, tool_orders=a.orders).decoder
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     with out.open("w") as f:
         for split in a.splits:
             for r in tqdm(load_records(split, limit=a.limit), desc=Path(split).stem, unit="rec"):
-                margins = []
-                for order in tool_orders(listed_tool_names(r.instruction), a.orders):
-                    text = reorder_prompt_tools(r.instruction, order) if margins else r.instruction
-                    if text is None:
-                        break
-                    with torch.no_grad():
-                        s = decoder.score(decoder.encode_prompt(text) + decoder.encode_piece(THOUGHT_PREFIX), [yes, no])
-                    margins.append(s[0] - s[1])
+                margins = decoder.yes_no_margins_by_order(r.instruction, tool_choices(r.instruction))
                 rows.append({"split": Path(split).stem, "id": r.key, "margins": margins,
                              "reference_yes": r.output.strip().startswith(THOUGHT_PREFIX + " Yes")})
                 f.write(json.dumps(rows[-1]) + "\n")

@@ -626,12 +626,24 @@ class ReActDecoder:
         if self.order_confidence and 1.0 / (1.0 + math.exp(-abs(margin))) >= self.order_confidence:
             self.stats["yes_no_orders_skipped"] += 1
             return margin
+        return margin + sum(self._other_yes_no_margins(prompt))
+
+    def yes_no_margins_by_order(self, prompt: str, tools: Sequence[ToolChoice]) -> list[float]:
+        """log P(Yes) - log P(No) under each tool order, the prompt's own first: what
+        ``_yes_no_margin`` sums (for studying it, ``benchmarks/yes_no_orders.py``)."""
+        with self.lock:
+            tools = [ToolChoice.from_tool(t) for t in tools]
+            yes, no = self.score(self.encode_prompt(prompt) + self.encode_piece(THOUGHT_PREFIX),
+                                 [self.encode_piece(" Yes"), self.encode_piece(" No")])
+            others = list(self._other_yes_no_margins(prompt)) if self._orders_apply(prompt, tools) else []
+            return [yes - no] + others
+
+    def _other_yes_no_margins(self, prompt: str) -> Iterator[float]:
         yes, no = self.encode_piece(" Yes"), self.encode_piece(" No")
         for k, text in self._other_orders(prompt):
             with self._order_state(k):
                 scores = self.score(self.encode_prompt(text) + self.encode_piece(THOUGHT_PREFIX), [yes, no])
-            margin += scores[0] - scores[1]
-        return margin
+            yield scores[0] - scores[1]
 
     def tool_scores_by_order(self, prompt: str, tools: Sequence[ToolChoice]) -> list[list[float]]:
         """Each tool order's log-probabilities of the tools (normalised over them), the prompt's own

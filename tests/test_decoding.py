@@ -355,6 +355,8 @@ def test_whether_a_tool_is_needed_is_decided_over_the_same_tool_orders(smollm2_t
                 s = plain.score(ids, [yes, no])
                 margins.append(s[0] - s[1])
             flipped += (margins[0] > 0) != (sum(margins) > 0)
+            probe = ReActDecoder(model, smollm2_tokenizer, tool_orders=3).yes_no_margins_by_order(prompt, choices)
+            assert probe == pytest.approx(margins, abs=1e-4)
             one = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=4).step(prompt, choices, max_new_tokens=4)
             assert one.startswith("Thought: Do I need to use a tool? " + ("Yes" if margins[0] > 0 else "No"))
             three = ReActDecoder(model, smollm2_tokenizer, max_text_arg_tokens=4, tool_orders=3).step(prompt, choices, max_new_tokens=4)
